@@ -1,0 +1,833 @@
+"""Client for GrowingIO's raw data export API (v2): request exports, poll, download verified parts.
+
+The API answers, for an hour or a day of one project, a status and (when ``FINISHED``) signed
+links to gzip CSV parts. This module validates inputs before any request, throttles and retries
+API calls, parses responses into typed results and downloads parts to disk with integrity checks,
+asking for fresh links when a download is short, corrupt or expired.
+
+Secrets never leave this module in full: the API token is sent only in the ``Authorization``
+header of API calls (never to download hosts), and links are shown without their query string.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import gzip
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from growingio_pipeline.event_types import EVENT_TYPES
+
+logger = logging.getLogger(__name__)
+
+BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
+"""Beijing time. Asia/Shanghai has had a fixed UTC+8 offset, without DST, since 1991."""
+
+EXPORT_TYPES = ("hour", "day")
+MAX_EXPIRE_MINUTES = 10080  # the vendor's maximum link lifetime, 7 days
+
+_PROJECT_ID = re.compile(r"[0-9a-fA-F]{8,64}")
+_EXPORT_DATE_FORMATS = {8: "%Y%m%d", 10: "%Y%m%d%H", 12: "%Y%m%d%H%M"}
+_EXCERPT_CHARS = 200
+_MAX_API_BODY_BYTES = 16 * 1024 * 1024  # a links response is a few KB; refuse to buffer a flood
+_DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+# A URL with a scheme, in plain or JSON-escaped form (``https:\/\/``), up to its query/fragment.
+_URL_WITH_QUERY = re.compile(r"""([A-Za-z][A-Za-z0-9+.-]*:(?:\\?/){2}[^\s"'<>?#]*)[?#][^\s"'<>]*""")
+_URL_USERINFO = re.compile(r"""(:(?:\\?/){2})[^\s"'<>/@]*@""")
+
+
+class ExportStatus(str, Enum):
+    """The ``status`` of an export, as the API reports it."""
+
+    FINISHED = "FINISHED"
+    RUNNING = "RUNNING"
+    NOT_EXISTS = "NOT_EXISTS"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """One parsed API response.
+
+    ``download_links`` maps event type to its signed links (one key for the one-type endpoint);
+    it is empty unless ``status`` is FINISHED. Links are secrets: the field is left out of the repr.
+    """
+
+    status: ExportStatus
+    export_type: str
+    export_date: str
+    request_time: str
+    error_msg: str
+    download_links: dict[str, tuple[str, ...]] = field(repr=False)
+    requested_export_date: str = ""
+    """The ``yyyyMMddHHmm`` date this client asked for (used to ask again for fresh links)."""
+
+    @property
+    def link_counts(self) -> dict[str, int]:
+        """How many parts each event type has: a summary that is safe to log."""
+        return {event_type: len(links) for event_type, links in self.download_links.items()}
+
+
+@dataclass(frozen=True)
+class DownloadedPart:
+    """One verified gzip CSV part on disk."""
+
+    event_type: str
+    index: int
+    path: Path
+    source: str
+    """The link without its query string: safe to show."""
+    size_bytes: int
+
+
+class ExportApiError(Exception):
+    """Base class of every error this client raises."""
+
+
+class InvalidRequestError(ExportApiError, ValueError):
+    """An argument was rejected before any request was made."""
+
+
+class AuthenticationError(ExportApiError):
+    """The API refused the credentials (HTTP 401 or 403)."""
+
+
+class ExportStillRunning(ExportApiError):
+    """The export was still RUNNING at the polling deadline: ask again later."""
+
+    def __init__(self, export_type: str, export_date: str, data_type: str | None, waited_s: float):
+        self.export_type = export_type
+        self.export_date = export_date
+        self.data_type = data_type
+        self.waited_s = waited_s
+        what = f"{export_type} export {export_date}" + (f" of {data_type}" if data_type else "")
+        super().__init__(
+            f"GrowingIO {what} is still RUNNING after waiting {waited_s:.0f} s; retry later"
+        )
+
+
+class ResponseFormatError(ExportApiError):
+    """The API answered something this client cannot use (not JSON, wrong shape, unknown status)."""
+
+    def __init__(self, problem: str, status_code: int | None = None, body_excerpt: str = ""):
+        self.status_code = status_code
+        self.body_excerpt = body_excerpt
+        context = f" (HTTP {status_code}; body starts: {body_excerpt!r})" if status_code else ""
+        super().__init__(f"unusable GrowingIO export API response: {problem}{context}")
+
+
+class ApiHttpError(ExportApiError):
+    """The API answered with an HTTP status that retrying cannot fix (e.g. 400, 404)."""
+
+    def __init__(self, message: str, status_code: int | None):
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class ApiUnavailableError(ApiHttpError):
+    """The API kept failing (429, 5xx, connection errors, timeouts) through every retry."""
+
+
+class DownloadError(ExportApiError):
+    """A part could not be downloaded intact, even with fresh links."""
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Connection, pacing and retry settings of an :class:`ExportClient`.
+
+    Defaults follow the vendor's documentation: 2 API calls per second, links valid 60 minutes,
+    an export normally ready within about an hour of the hour's end (hence a 10-minute polling
+    deadline by default, after which callers retry later).
+    """
+
+    token: str = field(repr=False)
+    project_id: str
+    base_url: str = "https://www.growingio.com"
+    client_id: str | None = None
+    """Sent as ``X-Client-Id`` (legacy authentication) when set."""
+    calls_per_second: float = 2.0
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    max_retries: int = 5
+    """Retries of one API call on 429, 5xx, connection errors and timeouts."""
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    """Cap of one retry delay, including a server's Retry-After."""
+    running_deadline_s: float = 600.0
+    running_poll_interval_s: float = 30.0
+    running_poll_max_interval_s: float = 120.0
+    expire_minutes: int = 60
+    download_concurrency: int = 4
+    max_link_refreshes: int = 3
+    """How many times fresh links are requested for one event type's download."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.token, str) or not self.token.strip():
+            raise ValueError("ClientSettings.token must be a non-empty GrowingIO API token")
+        if any(char in self.token for char in "\r\n"):
+            raise ValueError("ClientSettings.token must be a single line")
+        _check_project_id(self.project_id)
+        _check_base_url(self.base_url)
+        if self.client_id is not None and (
+            not isinstance(self.client_id, str) or not self.client_id.strip()
+            or any(char in self.client_id for char in "\r\n")
+        ):
+            raise ValueError("ClientSettings.client_id must be None or a non-empty single line")
+        _check_expire(self.expire_minutes, ValueError)
+        for name in ("calls_per_second", "connect_timeout_s", "read_timeout_s",
+                     "running_poll_interval_s", "running_poll_max_interval_s"):
+            _check_number(name, getattr(self, name), positive=True)
+        for name in ("backoff_base_s", "backoff_max_s", "running_deadline_s"):
+            _check_number(name, getattr(self, name), positive=False)
+        for name in ("max_retries", "max_link_refreshes"):
+            _check_count(name, getattr(self, name), minimum=0)
+        _check_count("download_concurrency", self.download_concurrency, minimum=1)
+
+
+def _check_number(name: str, value: object, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"ClientSettings.{name} must be a number, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"ClientSettings.{name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
+
+
+def _check_count(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"ClientSettings.{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_project_id(project_id: object) -> None:
+    if not isinstance(project_id, str) or not _PROJECT_ID.fullmatch(project_id):
+        raise ValueError(
+            f"project id must be a hex string of 8 to 64 characters (e.g. 9b0d1f56d5baff1a), "
+            f"got {project_id!r}"
+        )
+
+
+def _check_base_url(base_url: object) -> None:
+    parts = urlsplit(base_url) if isinstance(base_url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("base_url must not carry credentials, a query or a fragment")
+
+
+def _check_expire(expire_minutes: object, error: type[Exception]) -> None:
+    if (
+        isinstance(expire_minutes, bool) or not isinstance(expire_minutes, int)
+        or not 1 <= expire_minutes <= MAX_EXPIRE_MINUTES
+    ):
+        raise error(
+            f"expire must be an integer number of minutes in 1..{MAX_EXPIRE_MINUTES}, "
+            f"got {expire_minutes!r}"
+        )
+
+
+def format_export_date(moment: datetime) -> str:
+    """``yyyyMMddHHmm`` of ``moment`` in Beijing time, as the API expects.
+
+    Naive datetimes are rejected: a time without a zone is ambiguous between UTC (the files'
+    clock) and Beijing time (the API's clock).
+    """
+    if not isinstance(moment, datetime):
+        raise InvalidRequestError(f"expected a datetime, got {type(moment).__name__}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidRequestError(
+            f"naive datetime {moment.isoformat()} is ambiguous; give it a timezone "
+            "(e.g. ZoneInfo('Asia/Shanghai') or timezone.utc)"
+        )
+    return moment.astimezone(BEIJING).strftime("%Y%m%d%H%M")
+
+
+def normalize_export_date(export_date: str | datetime) -> str:
+    """The ``yyyyMMddHHmm`` form of ``export_date``.
+
+    Accepts an aware datetime (see :func:`format_export_date`) or a Beijing-time string
+    ``yyyyMMddHHmm``, ``yyyyMMddHH`` or ``yyyyMMdd`` naming a real calendar time.
+    """
+    if isinstance(export_date, datetime):
+        return format_export_date(export_date)
+    if not isinstance(export_date, str):
+        raise InvalidRequestError(
+            f"export_date must be a str or datetime, got {type(export_date).__name__}"
+        )
+    date_format = _EXPORT_DATE_FORMATS.get(len(export_date))
+    if date_format is None or not export_date.isascii() or not export_date.isdigit():
+        raise InvalidRequestError(
+            f"export_date must be yyyyMMddHHmm, yyyyMMddHH or yyyyMMdd digits, got {export_date!r}"
+        )
+    try:
+        datetime.strptime(export_date, date_format)
+    except ValueError:
+        raise InvalidRequestError(f"export_date {export_date!r} is not a real date/time") from None
+    return export_date.ljust(12, "0")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its query string, fragment and userinfo: safe to log or show."""
+    try:
+        parts = urlsplit(url)
+    except (TypeError, ValueError, AttributeError):
+        return "<unparseable link>"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with every URL's query string and userinfo removed and each of ``secrets`` masked."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = _URL_USERINFO.sub(r"\1", text)
+    return _URL_WITH_QUERY.sub(r"\1?***", text)
+
+
+class _RedactingLogFilter(logging.Filter):
+    """Strips URL query strings from httpx/httpcore log records.
+
+    httpx logs every request's full URL at INFO and httpcore logs response headers at DEBUG;
+    for download links both would carry the link's signature.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed call: still never pass its arguments on raw
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = redact_text(message), None
+        return True
+
+
+def _install_log_redaction() -> None:
+    # Logger filters do not apply to child loggers' records, so each httpcore logger gets one.
+    names = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+             "httpcore.proxy", "httpcore.socks")
+    for name in names:
+        target = logging.getLogger(name)
+        if not any(isinstance(existing, _RedactingLogFilter) for existing in target.filters):
+            target.addFilter(_RedactingLogFilter())
+
+
+_install_log_redaction()
+
+
+class _Throttle:
+    """Spaces calls at least ``1 / calls_per_second`` apart, across threads."""
+
+    def __init__(self, calls_per_second: float):
+        self._interval = 1.0 / calls_per_second
+        self._lock = threading.Lock()
+        self._next_slot = 0.0
+
+    def wait(self) -> None:
+        """Block until this caller's slot comes."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self._interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+_Fail = Callable[[str], "ResponseFormatError"]
+"""Builds the error for a problem found in a response body, with its HTTP status and excerpt."""
+
+
+class _PartFailure(Exception):
+    """One part's download failed in a way fresh links may fix; the message is already redacted."""
+
+
+class ExportClient:
+    """A GrowingIO export API client: one pooled HTTP connection set, one throttle, thread-safe.
+
+    Use as a context manager (or call :meth:`close`)::
+
+        with ExportClient(settings) as client:
+            result = client.wait_for_export("hour", "2026112903")
+            parts = client.download_parts(result, "page", Path("/tmp/parts"))
+    """
+
+    def __init__(self, settings: ClientSettings):
+        if not isinstance(settings, ClientSettings):
+            raise TypeError(f"settings must be ClientSettings, got {type(settings).__name__}")
+        self.settings = settings
+        self._throttle = _Throttle(settings.calls_per_second)
+        self._random = random.Random()
+        self._secrets = (settings.token,)
+        self._api_headers = {"Authorization": settings.token, "Accept": "application/json"}
+        if settings.client_id is not None:
+            self._api_headers["X-Client-Id"] = settings.client_id
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
+            # The API call that refreshes links can run while every download slot is busy.
+            limits=httpx.Limits(max_connections=settings.download_concurrency + 1),
+            follow_redirects=False,
+        )
+
+    def __enter__(self) -> ExportClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._http.close()
+
+    # ------------------------------------------------------------------ API calls
+
+    def request_export(
+        self,
+        export_type: str,
+        export_date: str | datetime,
+        data_type: str | None = None,
+        *,
+        expire_minutes: int | None = None,
+    ) -> ExportResult:
+        """Ask once (retrying transient failures) for an export; no polling.
+
+        ``data_type=None`` uses the all-types endpoint, otherwise the one-type endpoint.
+        Every status, including NOT_EXISTS and ERROR, is returned, not raised.
+        """
+        expire = self.settings.expire_minutes if expire_minutes is None else expire_minutes
+        date = self._validate_request(export_type, export_date, data_type, expire)
+        url = self._endpoint_url(export_type, date, data_type)
+        response = self._api_get(url, {"expire": expire})
+        result = self._parse_response(response, export_type, date, data_type)
+        logger.info(
+            "GrowingIO %s export %s%s: %s%s",
+            export_type, date, f" ({data_type})" if data_type else "", result.status.value,
+            f", parts per type {result.link_counts}" if result.download_links else "",
+        )
+        return result
+
+    def wait_for_export(
+        self,
+        export_type: str,
+        export_date: str | datetime,
+        data_type: str | None = None,
+        *,
+        expire_minutes: int | None = None,
+    ) -> ExportResult:
+        """Like :meth:`request_export`, polling a RUNNING export with growing intervals.
+
+        Raises :class:`ExportStillRunning` when still RUNNING at ``settings.running_deadline_s``.
+        """
+        settings = self.settings
+        started = time.monotonic()
+        interval = settings.running_poll_interval_s
+        while True:
+            result = self.request_export(
+                export_type, export_date, data_type, expire_minutes=expire_minutes
+            )
+            if result.status is not ExportStatus.RUNNING:
+                return result
+            waited = time.monotonic() - started
+            remaining = settings.running_deadline_s - waited
+            if remaining <= 0:
+                raise ExportStillRunning(
+                    export_type, result.requested_export_date, data_type, waited
+                )
+            pause = min(interval, remaining)
+            logger.info("export still RUNNING; polling again in %.1f s", pause)
+            time.sleep(pause)
+            interval = min(interval * 2, settings.running_poll_max_interval_s)
+
+    def _validate_request(
+        self, export_type: str, export_date: str | datetime, data_type: str | None, expire: int
+    ) -> str:
+        if export_type not in EXPORT_TYPES:
+            raise InvalidRequestError(
+                f"export_type must be one of {', '.join(EXPORT_TYPES)}, got {export_type!r}"
+            )
+        if data_type is not None and data_type not in EVENT_TYPES:
+            raise InvalidRequestError(
+                f"data_type must be None or one of {', '.join(EVENT_TYPES)}, got {data_type!r}"
+            )
+        _check_expire(expire, InvalidRequestError)
+        return normalize_export_date(export_date)
+
+    def _endpoint_url(self, export_type: str, date: str, data_type: str | None) -> str:
+        segments = [export_type, data_type, self.settings.project_id] if data_type else [
+            export_type, self.settings.project_id
+        ]
+        return f"{self.settings.base_url.rstrip('/')}/v2/insights/{'/'.join(segments)}/{date}.json"
+
+    def _api_get(self, url: str, params: dict[str, Any]) -> tuple[int, bytes]:
+        """GET an API URL with throttle and retries; the status and body of a usable answer."""
+        settings = self.settings
+        attempt = 0
+        while True:
+            self._throttle.wait()
+            retry_after: float | None = None
+            try:
+                status, headers, body = self._get_bounded(url, params)
+            except httpx.TransportError as exc:
+                problem, status = f"{type(exc).__name__}: {redact_text(str(exc), self._secrets)}", None
+            else:
+                if status in (401, 403):
+                    raise AuthenticationError(
+                        f"GrowingIO refused the credentials (HTTP {status}): check the API token "
+                        f"and that project id {settings.project_id} is the project it belongs to"
+                    )
+                if status != 429 and status < 500:
+                    return status, body
+                problem, retry_after = f"HTTP {status}", _retry_after_seconds(headers)
+            if attempt == settings.max_retries:
+                raise ApiUnavailableError(
+                    f"GrowingIO export API at {redact_url(url)} failed {attempt + 1} times; "
+                    f"last: {problem}",
+                    status,
+                )
+            delay = self._retry_delay(attempt, retry_after)
+            logger.warning(
+                "GrowingIO export API call failed (%s); retry %d of %d in %.2f s",
+                problem, attempt + 1, settings.max_retries, delay,
+            )
+            time.sleep(delay)
+            attempt += 1
+
+    def _get_bounded(self, url: str, params: dict[str, Any]) -> tuple[int, httpx.Headers, bytes]:
+        with self._http.stream("GET", url, params=params, headers=self._api_headers) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if len(body) > _MAX_API_BODY_BYTES:
+                    raise ResponseFormatError(
+                        f"body larger than {_MAX_API_BODY_BYTES} bytes", response.status_code,
+                        self._excerpt(bytes(body[:_EXCERPT_CHARS])),
+                    )
+            return response.status_code, response.headers, bytes(body)
+
+    def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with equal jitter; a server's Retry-After is a floor; both capped."""
+        settings = self.settings
+        backoff = min(settings.backoff_max_s, settings.backoff_base_s * 2**attempt)
+        delay = backoff / 2 + self._random.uniform(0, backoff / 2)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return min(delay, settings.backoff_max_s)
+
+    def _excerpt(self, body: bytes) -> str:
+        text = body[: _EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+        return redact_text(text, self._secrets)[:_EXCERPT_CHARS]
+
+    # ------------------------------------------------------------------ response parsing
+
+    def _parse_response(
+        self, response: tuple[int, bytes], export_type: str, date: str, data_type: str | None
+    ) -> ExportResult:
+        status_code, body = response
+
+        def fail(problem: str) -> ResponseFormatError:
+            return ResponseFormatError(problem, status_code, self._excerpt(body))
+
+        if status_code != 200:
+            raise ApiHttpError(
+                f"GrowingIO export API answered HTTP {status_code} for "
+                f"{export_type} {date}{f' ({data_type})' if data_type else ''}; "
+                f"body starts: {self._excerpt(body)!r}",
+                status_code,
+            )
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise fail("body is not JSON") from None
+        if not isinstance(payload, dict):
+            raise fail(f"expected a JSON object, got {type(payload).__name__}")
+        raw_status = payload.get("status")
+        try:
+            status = ExportStatus(raw_status)
+        except ValueError:
+            raise fail(f"unknown status {str(raw_status)[:40]!r}") from None
+        fields = {name: _optional_text(payload, name, fail)
+                  for name in ("exportDate", "requestTime", "errorMsg", "exportType", "dataType")}
+        _check_echo(fields, export_type, date, data_type, fail)
+        links: dict[str, tuple[str, ...]] = {}
+        if status is ExportStatus.FINISHED:
+            links = _parse_links(payload.get("downloadLinks"), data_type, fail)
+        return ExportResult(
+            status=status,
+            export_type=export_type,
+            export_date=fields["exportDate"],
+            request_time=fields["requestTime"],
+            # Free text from the server: shown in run logs, so no link signature may survive.
+            error_msg=redact_text(fields["errorMsg"], self._secrets),
+            download_links=links,
+            requested_export_date=date,
+        )
+
+    # ------------------------------------------------------------------ downloads
+
+    def download_parts(
+        self, result: ExportResult, event_type: str, dest_dir: Path
+    ) -> list[DownloadedPart]:
+        """Download ``event_type``'s parts of a FINISHED export into ``dest_dir``, verified.
+
+        Parts download in parallel (``settings.download_concurrency``) to temporary files, then are
+        renamed ``{event_type}-{index:05d}.csv.gz``. A part that is short, fails its MD5 or gzip
+        check, or is refused (e.g. an expired link) is fetched again with fresh links from the
+        one-type endpoint, up to ``settings.max_link_refreshes`` times; then :class:`DownloadError`.
+        A type the all-types response left out is asked for on the one-type endpoint. Files in
+        ``dest_dir`` from earlier calls are overwritten by index, never deleted: give each call its
+        own directory.
+        """
+        if event_type not in EVENT_TYPES:
+            raise InvalidRequestError(
+                f"event_type must be one of {', '.join(EVENT_TYPES)}, got {event_type!r}"
+            )
+        if not isinstance(result, ExportResult) or result.status is not ExportStatus.FINISHED:
+            status = getattr(result, "status", None)
+            raise InvalidRequestError(f"can only download a FINISHED export, got status {status}")
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        links = result.download_links.get(event_type)
+        if links is None:
+            logger.warning("the export response has no links for %s; asking for them", event_type)
+            links = self._fresh_links(result, event_type)
+        done: dict[int, DownloadedPart] = {}
+        pending = list(range(len(links)))
+        for refresh in range(self.settings.max_link_refreshes + 1):
+            failures = self._download_round(event_type, links, pending, dest_dir, done)
+            if not failures:
+                logger.info("downloaded %d %s part(s) to %s", len(links), event_type, dest_dir)
+                return [done[index] for index in range(len(links))]
+            if refresh == self.settings.max_link_refreshes:
+                break
+            logger.warning(
+                "%d of %d %s part(s) failed (%s); asking for fresh links (refresh %d of %d)",
+                len(failures), len(links), event_type, "; ".join(failures.values()),
+                refresh + 1, self.settings.max_link_refreshes,
+            )
+            time.sleep(self._retry_delay(refresh, None))
+            fresh = self._fresh_links(result, event_type)
+            if len(fresh) == len(links):
+                pending = sorted(failures)
+            else:
+                logger.warning(
+                    "fresh links list %d %s part(s) instead of %d; downloading all again",
+                    len(fresh), event_type, len(links),
+                )
+                _discard(done)
+                pending = list(range(len(fresh)))
+            links = fresh
+        raise DownloadError(
+            f"could not download {len(failures)} of {len(links)} {event_type} part(s) intact "
+            f"after {self.settings.max_link_refreshes} link refresh(es): "
+            + "; ".join(f"part {index}: {reason}" for index, reason in sorted(failures.items()))
+        )
+
+    def _fresh_links(self, result: ExportResult, event_type: str) -> tuple[str, ...]:
+        fresh = self.request_export(
+            result.export_type, result.requested_export_date or result.export_date, event_type
+        )
+        if fresh.status is not ExportStatus.FINISHED:
+            raise DownloadError(
+                f"asked for fresh {event_type} links, but the export is now {fresh.status.value}"
+                + (f": {fresh.error_msg}" if fresh.error_msg else "")
+            )
+        return fresh.download_links[event_type]
+
+    def _download_round(
+        self,
+        event_type: str,
+        links: tuple[str, ...],
+        pending: list[int],
+        dest_dir: Path,
+        done: dict[int, DownloadedPart],
+    ) -> dict[int, str]:
+        """Download ``pending`` parts in parallel into ``done``; the failure reason by index."""
+        if not pending:
+            return {}
+        failures: dict[int, str] = {}
+        workers = min(self.settings.download_concurrency, len(pending))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="growingio-download") as pool:
+            futures = {
+                index: pool.submit(self._download_part, event_type, index, links[index], dest_dir)
+                for index in pending
+            }
+            for index, future in futures.items():
+                try:
+                    done[index] = future.result()
+                except _PartFailure as failure:
+                    failures[index] = f"{redact_url(links[index])}: {failure}"
+        return failures
+
+    def _download_part(
+        self, event_type: str, index: int, link: str, dest_dir: Path
+    ) -> DownloadedPart:
+        final_path = dest_dir / f"{event_type}-{index:05d}.csv.gz"
+        fd, temp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{final_path.name}.", suffix=".tmp")
+        temp_path = Path(temp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                size = self._stream_verified(link, out)
+            _verify_gzip(temp_path)
+            os.replace(temp_path, final_path)
+        except BaseException:
+            temp_path.unlink(missing_ok=True)
+            raise
+        return DownloadedPart(event_type, index, final_path, redact_url(link), size)
+
+    def _stream_verified(self, link: str, out: BinaryIO) -> int:
+        """Write the link's raw bytes to ``out``, checked against Content-Length and MD5."""
+        digest = hashlib.md5(usedforsecurity=False)
+        size = 0
+        try:
+            # Links point at a storage host: no API credentials go there.
+            with self._http.stream("GET", link, follow_redirects=True) as response:
+                if response.status_code != 200:
+                    raise _PartFailure(f"HTTP {response.status_code}")
+                expected_size = response.headers.get("content-length")
+                expected_md5 = response.headers.get("x-amz-meta-md5-hash")
+                # Raw bytes: the file as stored, whatever Content-Encoding says.
+                for chunk in response.iter_raw(_DOWNLOAD_CHUNK_BYTES):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+        except httpx.TransportError as exc:
+            raise _PartFailure(
+                f"{type(exc).__name__} after {size} bytes: {redact_text(str(exc), self._secrets)}"
+            ) from None
+        if expected_size is not None and expected_size.strip() != str(size):
+            raise _PartFailure(f"received {size} bytes, Content-Length says {expected_size[:20]!r}")
+        if expected_md5 is not None:
+            _verify_md5(digest.digest(), expected_md5)
+        return size
+
+
+def _optional_text(payload: Mapping[str, Any], name: str, fail: _Fail) -> str:
+    value = payload.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise fail(f"field {name!r} should be a string, got {type(value).__name__}")
+    return value
+
+
+def _check_echo(
+    fields: Mapping[str, str], export_type: str, date: str, data_type: str | None, fail: _Fail
+) -> None:
+    """Reject a response that describes another export than the one asked for."""
+    truncated = date[:10] if export_type == "hour" else date[:8]
+    returned_date = re.sub(r"\D", "", fields["exportDate"])
+    if returned_date and not returned_date.startswith(truncated):
+        raise fail(f"asked for export date {truncated}, response is for {fields['exportDate']!r}")
+    if fields["exportType"] and fields["exportType"] != export_type:
+        raise fail(f"asked for a {export_type} export, response is for {fields['exportType']!r}")
+    if data_type and fields["dataType"] and fields["dataType"] != data_type:
+        raise fail(f"asked for {data_type}, response is for {fields['dataType']!r}")
+
+
+def _parse_links(raw: object, data_type: str | None, fail: _Fail) -> dict[str, tuple[str, ...]]:
+    """``downloadLinks`` of a FINISHED response: an object per type, or one list for one type."""
+    if data_type is not None:
+        if not isinstance(raw, list):
+            raise fail(f"downloadLinks should be a list of links, got {type(raw).__name__}")
+        return {data_type: _link_list(raw, data_type, fail)}
+    if not isinstance(raw, dict):
+        raise fail(f"downloadLinks should be an object of event type -> links, got {type(raw).__name__}")
+    links = {}
+    for event_type, type_links in raw.items():
+        if event_type not in EVENT_TYPES:
+            logger.warning("ignoring downloadLinks for unknown event type %r", str(event_type)[:60])
+            continue
+        if not isinstance(type_links, list):
+            raise fail(f"downloadLinks[{event_type!r}] should be a list, got {type(type_links).__name__}")
+        links[event_type] = _link_list(type_links, event_type, fail)
+    return links
+
+
+def _link_list(raw: list[Any], event_type: str, fail: _Fail) -> tuple[str, ...]:
+    for index, link in enumerate(raw):
+        if not isinstance(link, str):
+            raise fail(f"{event_type} link {index} should be a string, got {type(link).__name__}")
+        try:
+            parts = urlsplit(link)
+            usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            usable = False
+        if not usable:
+            raise fail(
+                f"{event_type} link {index} is not an http(s) URL with a host: "
+                f"{redact_url(link)[:80]!r}"
+            )
+    return tuple(raw)
+
+
+def _retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+
+
+def _verify_md5(actual: bytes, header: str) -> None:
+    """Compare with ``x-amz-meta-md5-hash``, which may be hex or base64; ignore an unreadable one."""
+    header = header.strip()
+    try:
+        expected = bytes.fromhex(header) if len(header) == 32 else base64.b64decode(header, validate=True)
+    except (ValueError, binascii.Error):
+        expected = b""
+    if len(expected) != 16:
+        logger.warning("ignoring an unreadable x-amz-meta-md5-hash header")
+        return
+    if expected != actual:
+        raise _PartFailure(f"MD5 {actual.hex()} does not match x-amz-meta-md5-hash {expected.hex()}")
+
+
+def _verify_gzip(path: Path) -> None:
+    """Read the whole gzip stream: a truncated or corrupt file fails its CRC/length check here."""
+    with path.open("rb") as raw:
+        magic = raw.read(2)
+    if magic != b"\x1f\x8b":
+        raise _PartFailure(f"not a gzip file (starts with {magic!r})")
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(_DOWNLOAD_CHUNK_BYTES):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _PartFailure(f"gzip check failed: {exc}") from None
+
+
+def _discard(done: dict[int, DownloadedPart]) -> None:
+    for part in done.values():
+        part.path.unlink(missing_ok=True)
+    done.clear()

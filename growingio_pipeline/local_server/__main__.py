@@ -1,0 +1,57 @@
+"""``growingio-local-server``: run the local export server until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Sequence
+
+from growingio_pipeline.local_server.csv_writer import DEFAULT_PART_SIZE_BYTES
+from growingio_pipeline.local_server.server import LocalExportServer
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="growingio-local-server", description="Serve a local stand-in for GrowingIO's raw-data export API (v2)."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--token", default="demo-token", help="the API token clients must send")
+    parser.add_argument("--project", default="9b0d1f56d5baff1a", help="the project id (ai)")
+    parser.add_argument("--rows-per-hour", type=int, default=5000, help="page rows per hour")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--part-size-bytes", type=int, default=DEFAULT_PART_SIZE_BYTES)
+    parser.add_argument("--calls-per-second", type=float, default=2.0)
+    parser.add_argument("--retention-days", type=int, default=15)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Start the server, print its base URL and serve until SIGINT or SIGTERM."""
+    arguments = _arguments(argv)
+    server = LocalExportServer(
+        host=arguments.host,
+        port=arguments.port,
+        token=arguments.token,
+        project_id=arguments.project,
+        seed=arguments.seed,
+        rows_per_hour=arguments.rows_per_hour,
+        part_size_bytes=arguments.part_size_bytes,
+        calls_per_second=arguments.calls_per_second,
+        retention_days=arguments.retention_days,
+    )
+    stop_requested = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop_requested.set())
+    server.start()
+    try:
+        print(f"GrowingIO local export server for project {server.project_id} at {server.base_url}", flush=True)
+        stop_requested.wait()
+    finally:
+        server.stop()
+    print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

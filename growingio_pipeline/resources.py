@@ -1,0 +1,113 @@
+"""Dagster resources: the GrowingIO export client and the DuckDB file, configured from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from growingio_pipeline.export_api import ClientSettings, ExportClient
+from growingio_pipeline.warehouse import SCHEMA
+
+DEFAULT_BASE_URL = "https://www.growingio.com"
+DEFAULT_DUCKDB_PATH = "data/growingio_events.duckdb"
+
+
+class GrowingIOExportResource(dg.ConfigurableResource):
+    """Connection settings for GrowingIO's raw data export API (v2)."""
+
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="API base URL (on-premise hosts differ).")
+    token: str | None = Field(default=None, description="API token, sent as the Authorization header.")
+    project_id: str | None = Field(default=None, description="Project ID (`ai`), a hex string.")
+    client_id: str | None = Field(default=None, description="Legacy X-Client-Id, only if your account needs it.")
+    calls_per_second: float = Field(default=2.0, description="Vendor limit: 2 API calls per second.")
+    running_deadline_s: float = Field(
+        default=300.0, description="How long a run polls a RUNNING export before asking Dagster to retry later."
+    )
+    running_poll_interval_s: float = Field(default=30.0, description="Pause between polls of a RUNNING export.")
+    running_retry_after_s: int = Field(
+        default=600, description="When Dagster retries a step whose export was still RUNNING."
+    )
+    running_max_retries: int = Field(default=6, description="How many times a RUNNING export is retried.")
+    max_retries: int = Field(default=5, description="Retries of one API call or download on 429, 5xx, timeouts.")
+    backoff_base_s: float = Field(default=0.5, description="First retry delay; doubles each retry, with jitter.")
+
+    def client_settings(self) -> ClientSettings:
+        """Settings for ``ExportClient``; a clear error when the token or project id is missing."""
+        missing = [
+            env_var
+            for env_var, value in (("GROWINGIO_TOKEN", self.token), ("GROWINGIO_PROJECT_ID", self.project_id))
+            if not value
+        ]
+        if missing:
+            raise dg.Failure(
+                description=(
+                    f"GrowingIO credentials missing: set {' and '.join(missing)} in the environment of the "
+                    "Dagster code location (see README, 'Connecting to GrowingIO')."
+                ),
+                allow_retries=False,
+            )
+        return ClientSettings(
+            base_url=self.base_url,
+            token=self.token,
+            project_id=self.project_id,
+            client_id=self.client_id,
+            calls_per_second=self.calls_per_second,
+            running_deadline_s=self.running_deadline_s,
+            running_poll_interval_s=self.running_poll_interval_s,
+            max_retries=self.max_retries,
+            backoff_base_s=self.backoff_base_s,
+        )
+
+    @contextmanager
+    def open_client(self) -> Iterator[ExportClient]:
+        """An export client for one run, closed afterwards."""
+        with ExportClient(self.client_settings()) as client:
+            yield client
+
+
+class WarehouseResource(DuckDBResource):
+    """The DuckDB file; a connection is always closed, so a failed write never holds the file lock."""
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection (``DuckDBResource`` retries while another process holds the lock)."""
+        if self.database != ":memory:":
+            if Path(self.database).stem == SCHEMA:
+                # DuckDB names the catalog after the file, so `growingio.page` would be ambiguous.
+                raise dg.Failure(
+                    description=f"GROWINGIO_DUCKDB_PATH must not be named {SCHEMA}.duckdb: DuckDB would name the "
+                    f"database '{SCHEMA}' like the schema of the tables; choose another name, e.g. "
+                    f"{DEFAULT_DUCKDB_PATH}",
+                    allow_retries=False,
+                )
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        with self.get_connection() as conn:
+            try:
+                yield conn
+            finally:
+                conn.close()
+
+
+def _optional_env(name: str) -> dg.EnvVar | None:
+    """``EnvVar`` when the variable is set, so its value never shows in the UI; None otherwise."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def resources_from_env() -> dict[str, dg.ConfigurableResource]:
+    """The resources, configured from ``GROWINGIO_*`` variables; they load even when none is set."""
+    return {
+        "growingio": GrowingIOExportResource(
+            base_url=os.environ.get("GROWINGIO_BASE_URL", DEFAULT_BASE_URL),
+            token=_optional_env("GROWINGIO_TOKEN"),
+            project_id=os.environ.get("GROWINGIO_PROJECT_ID"),
+            client_id=os.environ.get("GROWINGIO_CLIENT_ID"),
+        ),
+        "warehouse": WarehouseResource(database=os.environ.get("GROWINGIO_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)),
+    }

@@ -1,0 +1,354 @@
+"""DuckDB side: tables from the registry, the atomic partition replace, the load ledger and rejects.
+
+Parts are parsed and staged (Arrow IPC files) before a connection is opened; ``replace_partition``
+then runs one short transaction per (event type, partition): delete the partition's rows, insert
+every staged part (columns matched by name), replace the partition's rejects, commit. Any error rolls the whole
+transaction back, leaving the table as it was. Ledger rows are written outside that transaction, so a
+failed load still records its attempt. SQL identifiers come only from the registry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+
+import duckdb
+
+from growingio_pipeline.event_types import EVENT_TYPES, ColumnKind, EventType
+from growingio_pipeline.parsing import EXTRA_COLUMNS, UNPARSED_MAPS, ParsedPart, read_staged
+
+SCHEMA = "growingio"
+LEDGER_TABLE = f"{SCHEMA}._load_ledger"
+REJECTS_TABLE = f"{SCHEMA}._rejects"
+ERROR_MSG_LIMIT = 2000
+"""Characters of an error message kept in the ledger."""
+
+_MAP_TYPE = "MAP(VARCHAR, VARCHAR)"
+_TIMESTAMPTZ = "TIMESTAMP WITH TIME ZONE"  # as DESCRIBE spells it
+_DUCKDB_TYPES = {
+    ColumnKind.STRING: "VARCHAR",
+    ColumnKind.BIGINT: "BIGINT",
+    ColumnKind.DOUBLE: "DOUBLE",
+    ColumnKind.TIME: _TIMESTAMPTZ,
+    ColumnKind.MAP: _MAP_TYPE,
+}
+_LINEAGE_COLUMNS = (
+    (UNPARSED_MAPS, _MAP_TYPE),
+    (EXTRA_COLUMNS, _MAP_TYPE),
+    ("_partition_key", "VARCHAR"),
+    ("_source_part", "VARCHAR"),
+    ("_loaded_at", _TIMESTAMPTZ),
+)
+
+
+class LoadStatus(str, Enum):
+    """What a load attempt came to."""
+
+    LOADED = "LOADED"
+    FAILED = "FAILED"
+    NOT_EXISTS = "NOT_EXISTS"
+    ERROR = "ERROR"
+    RUNNING = "RUNNING"
+    SKIPPED = "SKIPPED"
+
+
+def column_schema(event_type: EventType) -> list[tuple[str, str]]:
+    """(name, DuckDB type) of every column of ``event_type``'s table, lineage columns last."""
+    registry = [(column.name, _DUCKDB_TYPES[column.kind]) for column in event_type.columns]
+    return registry + list(_LINEAGE_COLUMNS)
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create the schema, the ten tables, ledger and rejects; add registry columns added since. Idempotent."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    for event_type in EVENT_TYPES.values():
+        columns = column_schema(event_type)
+        definition = ", ".join(f"{_quote(name)} {sql_type}" for name, sql_type in columns)
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {event_type.table_name} ({definition})")
+        existing = {
+            name
+            for (name,) in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ?",
+                [SCHEMA, event_type.name],
+            ).fetchall()
+        }
+        for name, sql_type in columns:
+            if name not in existing:
+                conn.execute(f"ALTER TABLE {event_type.table_name} ADD COLUMN {_quote(name)} {sql_type}")
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+            attempt_id VARCHAR PRIMARY KEY, event_type VARCHAR NOT NULL, partition_key VARCHAR NOT NULL,
+            export_type VARCHAR, status VARCHAR NOT NULL, parts INTEGER, bytes BIGINT, rows_read BIGINT,
+            rows_loaded BIGINT, rows_rejected BIGINT, unparsed_maps BIGINT, started_at TIMESTAMPTZ,
+            finished_at TIMESTAMPTZ, duration_s DOUBLE, error_msg VARCHAR)"""
+    )
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} (
+            event_type VARCHAR NOT NULL, partition_key VARCHAR NOT NULL, source_part VARCHAR,
+            row_number BIGINT, reason VARCHAR, raw_text VARCHAR, loaded_at TIMESTAMPTZ)"""
+    )
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """What one ``replace_partition`` wrote."""
+
+    event_type: str
+    partition_key: str
+    rows_loaded: int
+    rows_rejected: int
+    parts: int
+    bytes: int
+    unparsed_maps: int
+    """map values in ``_unparsed_maps``, counted in the table (the parser's plus those DuckDB refused)"""
+    rows_read: int
+    unknown_columns: tuple[str, ...]
+    """header names the registry does not know, over all parts (kept in ``_extra_columns``)"""
+    missing_columns: tuple[str, ...]
+    """documented columns absent from at least one part's header (loaded as NULL)"""
+    duration_s: float
+
+
+_STAGED_VIEW = "__growingio_staged"
+_CAST_MAP = "__map_"
+
+
+def _select_staged(event_type: EventType) -> str:
+    """The SELECT turning the staged file registered as ``_STAGED_VIEW`` into table rows.
+
+    Map text becomes ``MAP(VARCHAR, VARCHAR)``. A map the parser let through that DuckDB still
+    refuses (duplicate keys) is kept, as text, in ``_unparsed_maps`` like the parser's own.
+    """
+    maps = [column.name for column in event_type.columns if column.kind is ColumnKind.MAP]
+    casts = "".join(
+        f", TRY_CAST(TRY_CAST({_quote(name)} AS JSON) AS {_MAP_TYPE}) AS {_quote(_CAST_MAP + name)}"
+        for name in maps
+    )
+    items = [
+        f"{_quote(_CAST_MAP + column.name)} AS {_quote(column.name)}" if column.kind is ColumnKind.MAP
+        else _quote(column.name)
+        for column in event_type.columns
+    ]
+    items += [
+        f"{_unparsed_maps(maps)} AS {_quote(UNPARSED_MAPS)}",
+        f"CAST(CAST({_quote(EXTRA_COLUMNS)} AS JSON) AS {_MAP_TYPE}) AS {_quote(EXTRA_COLUMNS)}",
+        "$partition_key AS _partition_key",
+        "$source AS _source_part",
+        "now() AS _loaded_at",
+    ]
+    return f"SELECT {', '.join(items)} FROM (SELECT *{casts} FROM {_STAGED_VIEW})"
+
+
+def _unparsed_maps(maps: list[str]) -> str:
+    """``_unparsed_maps`` from the parser, plus the map texts DuckDB refused."""
+    from_parser = f"CAST(CAST({_quote(UNPARSED_MAPS)} AS JSON) AS {_MAP_TYPE})"
+    if not maps:
+        return from_parser
+    refused = [f"({_quote(name)} IS NOT NULL AND {_quote(_CAST_MAP + name)} IS NULL)" for name in maps]
+    entries = ", ".join(
+        f"{{'key': '{name}', 'value': CASE WHEN {condition} THEN {_quote(name)} END}}"
+        for name, condition in zip(maps, refused)
+    )
+    added = f"map_from_entries(list_filter([{entries}], lambda entry: entry.value IS NOT NULL))"
+    return (
+        f"CASE WHEN {' OR '.join(refused)} "
+        f"THEN map_concat(COALESCE({from_parser}, CAST(MAP {{}} AS {_MAP_TYPE})), {added}) "
+        f"ELSE {from_parser} END"
+    )
+
+
+def replace_partition(
+    conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str, parts: Sequence[ParsedPart]
+) -> LoadSummary:
+    """Replace the partition's rows and rejects with ``parts`` in one transaction; roll back on any error.
+
+    Zero parts empties the partition (a finished export with no data for the hour).
+    """
+    for part in parts:
+        if part.event_type != event_type.name:
+            raise ValueError(f"part {part.source} holds {part.event_type!r} rows, not {event_type.name!r}")
+    started = datetime.now(timezone.utc)
+    with _insertion_order_not_preserved(conn):
+        rows_loaded, unparsed_maps = _replace_in_transaction(conn, event_type, partition_key, parts)
+    return LoadSummary(
+        event_type=event_type.name,
+        partition_key=partition_key,
+        rows_loaded=rows_loaded,
+        rows_rejected=sum(part.rows_rejected for part in parts),
+        parts=len(parts),
+        bytes=sum(part.size_bytes for part in parts),
+        unparsed_maps=unparsed_maps,
+        rows_read=sum(part.rows_read for part in parts),
+        unknown_columns=tuple(dict.fromkeys(name for part in parts for name in part.unknown_columns)),
+        missing_columns=tuple(dict.fromkeys(name for part in parts for name in part.missing_columns)),
+        duration_s=(datetime.now(timezone.utc) - started).total_seconds(),
+    )
+
+
+def _replace_in_transaction(
+    conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str, parts: Sequence[ParsedPart]
+) -> tuple[int, int]:
+    """Delete, insert, replace rejects in one transaction; the rows inserted and the map values unparsed."""
+    insert = f"INSERT INTO {event_type.table_name} BY NAME {_select_staged(event_type)}"
+    conn.begin()
+    try:
+        conn.execute(f"DELETE FROM {event_type.table_name} WHERE _partition_key = ?", [partition_key])
+        conn.execute(
+            f"DELETE FROM {REJECTS_TABLE} WHERE event_type = ? AND partition_key = ?", [event_type.name, partition_key]
+        )
+        rows_loaded = 0
+        for part in parts:
+            params = {"partition_key": partition_key, "source": part.source}
+            rows_loaded += _insert_staged(conn, part.staged_path, insert, params)
+            if part.rejects_path is not None:
+                reject_params = {**params, "event_type": event_type.name}
+                _insert_staged(conn, part.rejects_path, _INSERT_REJECTS, reject_params)
+        unparsed_maps = _count(
+            conn.execute(
+                f"SELECT COALESCE(sum(cardinality(_unparsed_maps)), 0) FROM {event_type.table_name} "
+                "WHERE _partition_key = ?",
+                [partition_key],
+            )
+        )
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return rows_loaded, unparsed_maps
+
+
+@contextmanager
+def _insertion_order_not_preserved(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Let DuckDB insert in parallel without keeping file order (rows have no order); restore after."""
+    (previous,) = conn.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0]
+    conn.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        conn.execute(f"SET preserve_insertion_order = {'true' if previous else 'false'}")
+
+
+def _count(result: duckdb.DuckDBPyConnection) -> int:
+    # fetchall, not fetchone: DuckDB 2 refuses further work on a connection with an unfinished result.
+    rows = result.fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
+_INSERT_REJECTS = f"""INSERT INTO {REJECTS_TABLE} BY NAME
+    SELECT $event_type AS event_type, $partition_key AS partition_key, $source AS source_part,
+           row_number, reason, raw_text, now() AS loaded_at
+    FROM {_STAGED_VIEW}"""
+
+
+def _insert_staged(conn: duckdb.DuckDBPyConnection, path: Path, insert: str, params: dict[str, str]) -> int:
+    """Run ``insert`` over the staged Arrow file at ``path``, streamed; the number of rows inserted."""
+    conn.register(_STAGED_VIEW, read_staged(path))
+    try:
+        return _count(conn.execute(insert, params))
+    finally:
+        conn.unregister(_STAGED_VIEW)
+
+
+@dataclass(frozen=True)
+class LoadAttempt:
+    """One ledger row: an attempt to load one event type's partition, whatever came of it.
+
+    ``attempt_id`` identifies the row: recording the same id again replaces it (a RUNNING row
+    can be updated to its outcome). ``error_msg`` must already be redacted by the caller; it is
+    truncated to ``ERROR_MSG_LIMIT`` characters.
+    """
+
+    event_type: str
+    partition_key: str
+    export_type: str
+    status: str
+    started_at: datetime
+    finished_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    parts: int = 0
+    bytes: int = 0
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    unparsed_maps: int = 0
+    error_msg: str | None = None
+    attempt_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        LoadStatus(self.status)  # a clear ValueError for an unknown status
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from start to finish."""
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @classmethod
+    def loaded(cls, summary: LoadSummary, *, export_type: str, started_at: datetime) -> LoadAttempt:
+        """The ledger row of a successful ``replace_partition``."""
+        return cls(
+            event_type=summary.event_type,
+            partition_key=summary.partition_key,
+            export_type=export_type,
+            status=LoadStatus.LOADED.value,
+            started_at=started_at,
+            parts=summary.parts,
+            bytes=summary.bytes,
+            rows_read=summary.rows_read,
+            rows_loaded=summary.rows_loaded,
+            rows_rejected=summary.rows_rejected,
+            unparsed_maps=summary.unparsed_maps,
+        )
+
+    @classmethod
+    def unloaded(
+        cls,
+        *,
+        event_type: str,
+        partition_key: str,
+        export_type: str,
+        status: str,
+        error_msg: str | None,
+        started_at: datetime,
+    ) -> LoadAttempt:
+        """The ledger row of an attempt that loaded nothing (not ready, no export, failure)."""
+        return cls(
+            event_type=event_type,
+            partition_key=partition_key,
+            export_type=export_type,
+            status=status,
+            started_at=started_at,
+            error_msg=error_msg,
+        )
+
+
+def record_attempt(conn: duckdb.DuckDBPyConnection, attempt: LoadAttempt) -> None:
+    """Write (or replace, by ``attempt_id``) the attempt's ledger row, committed on its own."""
+    error_msg = None if attempt.error_msg is None else attempt.error_msg[:ERROR_MSG_LIMIT]
+    conn.execute(
+        f"""INSERT OR REPLACE INTO {LEDGER_TABLE}
+            (attempt_id, event_type, partition_key, export_type, status, parts, bytes, rows_read, rows_loaded,
+             rows_rejected, unparsed_maps, started_at, finished_at, duration_s, error_msg)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [
+            attempt.attempt_id, attempt.event_type, attempt.partition_key, attempt.export_type, attempt.status,
+            attempt.parts, attempt.bytes, attempt.rows_read, attempt.rows_loaded, attempt.rows_rejected,
+            attempt.unparsed_maps, attempt.started_at, attempt.finished_at, attempt.duration_s, error_msg,
+        ],
+    )
+
+
+def table_row_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows in each event type's table, by event type name."""
+    return {
+        name: _count(conn.execute(f"SELECT count(*) FROM {event_type.table_name}"))
+        for name, event_type in EVENT_TYPES.items()
+    }

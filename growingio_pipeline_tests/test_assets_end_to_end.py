@@ -1,0 +1,153 @@
+"""Real Dagster materializations against the local export server and a real DuckDB file."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+import duckdb
+import pytest
+
+from growingio_pipeline.checks import EXPORT_STATUS, IN_TIME_WINDOW, NO_REJECTS, ROWS_COMPLETE
+from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline_tests.pipeline_harness import (
+    FINISHED_PARTITION,
+    expected_rows,
+    ledger,
+    loaded_rows,
+    materialize_partition,
+    table_snapshot,
+)
+
+
+@pytest.fixture
+def duckdb_path(tmp_path):
+    return tmp_path / "events.duckdb"
+
+
+def test_loaded_rows_equal_ground_truth_for_all_ten_types(local_server, duckdb_path):
+    result = materialize_partition(local_server, duckdb_path)
+
+    assert result.success
+    for event_type in EVENT_TYPES.values():
+        expected = expected_rows(local_server, event_type, FINISHED_PARTITION)
+        assert loaded_rows(duckdb_path, event_type, FINISHED_PARTITION) == expected, event_type.name
+    assert {event.asset_key.path[-1] for event in result.get_asset_materialization_events()} == set(EVENT_TYPES)
+    assert len(local_server.api_calls) == 1, "one all-types API call per partition"
+
+
+def test_all_checks_pass_and_metadata_describes_the_load(local_server, duckdb_path):
+    result = materialize_partition(local_server, duckdb_path)
+
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 4 * len(EVENT_TYPES)
+    assert all(evaluation.passed for evaluation in evaluations)
+    assert {evaluation.partition for evaluation in evaluations} == {FINISHED_PARTITION}
+    page = next(
+        event.materialization
+        for event in result.get_asset_materialization_events()
+        if event.asset_key.path[-1] == "page"
+    )
+    metadata = page.metadata
+    assert metadata["dagster/row_count"].value == len(local_server.ground_truth("page", FINISHED_PARTITION[:10]))
+    assert metadata["dagster/table_name"].value == "growingio.page"
+    assert [c.name for c in metadata["dagster/column_schema"].schema.columns][:3] == [
+        "visit_user_id", "session_id", "platform",
+    ]
+    assert metadata["parts"].value > 1, "16 KiB test parts split the page export"
+    assert "?" not in metadata["sources"].value, "signed link query strings never reach metadata"
+    assert metadata["request_time"].value
+    assert metadata["preview"].value.startswith("| visit_user_id |")
+
+
+def test_rematerializing_a_partition_leaves_exactly_the_same_rows(local_server, duckdb_path):
+    materialize_partition(local_server, duckdb_path)
+    first = table_snapshot(duckdb_path)
+
+    materialize_partition(local_server, duckdb_path)
+
+    assert table_snapshot(duckdb_path) == first
+    loaded = [row for row in ledger(duckdb_path) if row["status"] == "LOADED"]
+    assert len(loaded) == 2 * len(EVENT_TYPES)
+
+
+def test_selecting_a_subset_loads_only_those_types(local_server, duckdb_path):
+    result = materialize_partition(local_server, duckdb_path, selection=["page", "action"])
+
+    assert {event.asset_key.path[-1] for event in result.get_asset_materialization_events()} == {"page", "action"}
+    assert {row["event_type"] for row in ledger(duckdb_path)} == {"page", "action"}
+    downloads = len(local_server.download_calls)
+    expected_parts = sum(len(local_server.parts(name, FINISHED_PARTITION[:10])) for name in ("page", "action"))
+    assert downloads == expected_parts
+
+
+def test_map_columns_are_queryable_by_key(local_server, duckdb_path):
+    materialize_partition(local_server, duckdb_path, selection=["custom_event"])
+
+    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+        prices = conn.execute(
+            "SELECT count(*) FROM growingio.custom_event WHERE event_variable['price'] IS NOT NULL"
+        ).fetchall()[0][0]
+    assert prices > 0
+
+
+def test_not_exists_warns_and_leaves_duckdb_untouched(make_local_server, duckdb_path):
+    server = make_local_server()
+    materialize_partition(server, duckdb_path)
+    before = table_snapshot(duckdb_path)
+    server.clock.advance(timedelta(days=16))  # the partition is now past the 15-day retention
+
+    result = materialize_partition(server, duckdb_path)
+
+    assert result.success
+    assert not result.get_asset_materialization_events()
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == {EXPORT_STATUS.name}
+    assert all(not e.passed and e.severity == dg.AssetCheckSeverity.WARN for e in evaluations)
+    assert table_snapshot(duckdb_path) == before
+    assert {row["status"] for row in ledger(duckdb_path)} == {"LOADED", "NOT_EXISTS"}
+
+
+def test_error_fails_the_run_with_the_error_message_and_keeps_rows(make_local_server, duckdb_path):
+    ok_server = make_local_server()
+    materialize_partition(ok_server, duckdb_path)
+    before = table_snapshot(duckdb_path)
+    failing = make_local_server(error_hours={FINISHED_PARTITION[:10]: "export job crashed: disk full"})
+
+    result = materialize_partition(failing, duckdb_path, raise_on_error=False)
+
+    assert not result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == len(EVENT_TYPES)
+    assert all(not e.passed and e.severity == dg.AssetCheckSeverity.ERROR for e in evaluations)
+    assert all(e.metadata["error_msg"].value == "export job crashed: disk full" for e in evaluations)
+    assert "disk full" in str(result.failure_data_for_node("growingio_export").error.message)
+    assert table_snapshot(duckdb_path) == before
+
+
+def test_running_past_the_deadline_asks_dagster_to_retry_not_a_check(make_local_server, duckdb_path):
+    server = make_local_server(running_polls=1000)
+
+    result = materialize_partition(server, duckdb_path, raise_on_error=False)
+
+    assert not result.success
+    assert not result.get_asset_check_evaluations()
+    step_events = [event.event_type_value for event in result.all_events]
+    assert "STEP_UP_FOR_RETRY" in step_events or "STEP_FAILURE" in step_events
+    assert {row["status"] for row in ledger(duckdb_path)} == {"RUNNING"}
+
+
+def test_a_load_that_fails_in_the_middle_keeps_the_previous_rows(make_local_server, duckdb_path):
+    server = make_local_server()
+    materialize_partition(server, duckdb_path)
+    before = table_snapshot(duckdb_path)
+    # The second page part is garbage on every download: staging fails after other parts were read.
+    good_parts = server.parts("page", FINISHED_PARTITION[:10])
+    server.override_parts("page", FINISHED_PARTITION[:10], [good_parts[0], b"\x1f\x8b not really gzip"])
+
+    result = materialize_partition(server, duckdb_path, raise_on_error=False)
+
+    assert not result.success
+    assert table_snapshot(duckdb_path) == before
+    failed = [row for row in ledger(duckdb_path) if row["status"] == "FAILED"]
+    assert failed and all("?" not in (row["error_msg"] or "") for row in failed)

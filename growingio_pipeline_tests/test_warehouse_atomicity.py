@@ -1,0 +1,152 @@
+"""replace_partition is idempotent and all-or-nothing: a failure leaves every table exactly as it was."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from growingio_pipeline import warehouse
+from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline.parsing import ParsedPart, parse_part
+from growingio_pipeline.warehouse import (
+    LEDGER_TABLE,
+    REJECTS_TABLE,
+    LoadAttempt,
+    ensure_schema,
+    record_attempt,
+    replace_partition,
+)
+from growingio_pipeline_tests.csv_fixtures import write_part
+
+PAGE = EVENT_TYPES["page"]
+HEADER = ["sendTime", "title", "appVariable", "pageRequestId"]
+HOUR_3 = "202611290300"
+HOUR_4 = "202611290400"
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    ensure_schema(connection)
+    yield connection
+    connection.close()
+
+
+def staged(tmp_path: Path, name: str, rows: list[list[str | None]]) -> ParsedPart:
+    part = write_part(tmp_path / name, HEADER, rows)
+    return parse_part(PAGE, part, source=f"https://cdn.example/{name}", staging_dir=tmp_path / "stage")
+
+
+def page_rows(prefix: str, count: int) -> list[list[str | None]]:
+    return [[str(1_795_892_400_000 + i), f"{prefix} title {i}", '{"k":"v"}' if i % 2 else "{bad", f"{prefix}-{i}"] for i in range(count)]
+
+
+def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    """Everything a load may touch, loaded_at aside, in a comparable order."""
+    return {
+        "page": conn.execute("SELECT * EXCLUDE (_loaded_at) FROM growingio.page ORDER BY page_request_id").fetchall(),
+        "rejects": conn.execute(f"SELECT * EXCLUDE (loaded_at) FROM {REJECTS_TABLE} ORDER BY ALL").fetchall(),
+    }
+
+
+@pytest.fixture
+def loaded(conn, tmp_path: Path) -> dict[str, list[tuple]]:
+    """Two partitions loaded (hour 3 with a reject), and their snapshot."""
+    replace_partition(conn, PAGE, HOUR_3, [staged(tmp_path, "h3.csv.gz", [*page_rows("h3", 5), ["oops", "x", None, "bad"]])])
+    replace_partition(conn, PAGE, HOUR_4, [staged(tmp_path, "h4.csv.gz", page_rows("h4", 3))])
+    before = snapshot(conn)
+    assert len(before["page"]) == 8 and len(before["rejects"]) == 1
+    return before
+
+
+def test_replacing_a_partition_twice_gives_identical_rows(conn, tmp_path: Path, loaded) -> None:
+    parts = [staged(tmp_path, "h3.csv.gz", [*page_rows("h3", 5), ["oops", "x", None, "bad"]])]
+    first = replace_partition(conn, PAGE, HOUR_3, parts)
+    second = replace_partition(conn, PAGE, HOUR_3, parts)
+    assert snapshot(conn) == loaded
+    assert (first.rows_loaded, second.rows_loaded, second.rows_rejected) == (5, 5, 1)
+
+
+def test_several_parts_load_together_with_their_source(conn, tmp_path: Path, loaded) -> None:
+    parts = [staged(tmp_path, "a.csv.gz", page_rows("a", 4)), staged(tmp_path, "b.csv.gz", page_rows("b", 2))]
+    summary = replace_partition(conn, PAGE, HOUR_3, parts)
+    assert (summary.parts, summary.rows_loaded, summary.unparsed_maps) == (2, 6, 3)
+    by_source = conn.execute(
+        "SELECT _source_part, count(*) FROM growingio.page WHERE _partition_key = ? GROUP BY ALL ORDER BY 1", [HOUR_3]
+    ).fetchall()
+    assert by_source == [("https://cdn.example/a.csv.gz", 4), ("https://cdn.example/b.csv.gz", 2)]
+    assert conn.execute(f"SELECT count(*) FROM {REJECTS_TABLE} WHERE partition_key = ?", [HOUR_3]).fetchone() == (0,)
+    assert snapshot(conn)["page"][-3:] == loaded["page"][-3:]  # hour 4 untouched
+
+
+def test_a_corrupt_second_part_leaves_everything_as_it_was(conn, tmp_path: Path, loaded) -> None:
+    good = staged(tmp_path, "good.csv.gz", page_rows("new", 7))
+    corrupt = staged(tmp_path, "corrupt.csv.gz", page_rows("bad", 7))
+    corrupt.staged_path.write_bytes(corrupt.staged_path.read_bytes()[:200])
+
+    with pytest.raises(Exception):
+        replace_partition(conn, PAGE, HOUR_3, [good, corrupt])
+
+    assert snapshot(conn) == loaded
+    assert conn.execute("SELECT 1").fetchone() == (1,)  # no transaction left open
+
+
+def test_a_staged_file_gone_before_the_insert_leaves_everything_as_it_was(conn, tmp_path: Path, loaded) -> None:
+    gone = staged(tmp_path, "gone.csv.gz", page_rows("gone", 2))
+    gone.staged_path.unlink()
+    with pytest.raises(Exception):
+        replace_partition(conn, PAGE, HOUR_3, [gone])
+    assert snapshot(conn) == loaded
+
+
+def test_an_error_between_delete_and_insert_rolls_back(conn, tmp_path: Path, loaded, monkeypatch) -> None:
+    def fail_after_delete(*args, **kwargs):
+        deleted = conn.execute("SELECT count(*) FROM growingio.page WHERE _partition_key = ?", [HOUR_3]).fetchone()
+        assert deleted == (0,)  # the delete already ran in this transaction
+        raise RuntimeError("injected between delete and insert")
+
+    monkeypatch.setattr(warehouse, "_insert_staged", fail_after_delete)
+    with pytest.raises(RuntimeError, match="injected"):
+        replace_partition(conn, PAGE, HOUR_3, [staged(tmp_path, "x.csv.gz", page_rows("x", 2))])
+    assert snapshot(conn) == loaded
+
+
+def test_a_failed_load_still_records_its_attempt(conn, tmp_path: Path, loaded) -> None:
+    broken = staged(tmp_path, "broken.csv.gz", page_rows("b", 2))
+    broken.staged_path.write_bytes(b"not arrow")
+    started = datetime.now(timezone.utc)
+    with pytest.raises(Exception) as raised:
+        replace_partition(conn, PAGE, HOUR_3, [broken])
+    record_attempt(
+        conn,
+        LoadAttempt.unloaded(
+            event_type="page", partition_key=HOUR_3, export_type="hour", status="FAILED",
+            error_msg=str(raised.value), started_at=started,
+        ),
+    )
+    assert conn.execute(f"SELECT status, error_msg <> '' FROM {LEDGER_TABLE}").fetchall() == [("FAILED", True)]
+    assert snapshot(conn) == loaded
+
+
+def test_zero_parts_empties_only_that_partition(conn, loaded) -> None:
+    summary = replace_partition(conn, PAGE, HOUR_3, [])
+    assert (summary.parts, summary.rows_loaded) == (0, 0)
+    assert snapshot(conn)["page"] == [row for row in loaded["page"] if row[-2] == HOUR_4]  # (..., _partition_key, _source_part)
+    assert snapshot(conn)["rejects"] == []
+
+
+def test_parts_of_another_event_type_are_refused_before_any_change(conn, tmp_path: Path, loaded) -> None:
+    part = write_part(tmp_path / "vstr.csv.gz", ["sendTime"], [["1"]])
+    other = parse_part(EVENT_TYPES["vstr"], part, source="vstr", staging_dir=tmp_path)
+    with pytest.raises(ValueError, match="'vstr' rows, not 'page'"):
+        replace_partition(conn, PAGE, HOUR_3, [other])
+    assert snapshot(conn) == loaded
+
+
+def test_the_connection_setting_changed_for_the_insert_is_restored(conn, loaded) -> None:
+    conn.execute("SET preserve_insertion_order = true")
+    replace_partition(conn, PAGE, HOUR_4, [])
+    assert conn.execute("SELECT current_setting('preserve_insertion_order')").fetchone() == (True,)

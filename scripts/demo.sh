@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Sets up .venv and loads one day of all ten event types from the local export server into data/growingio.duckdb.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup-venv.sh
+exec .venv/bin/python -m growingio_pipeline.demo "$@"
