@@ -11,7 +11,7 @@ import duckdb
 from growingio_pipeline.checks import asset_key, build_check_specs, export_status_result, load_check_results
 from growingio_pipeline.event_types import EVENT_TYPES, EventType
 from growingio_pipeline.export_api import ExportResult, ExportStatus, ExportStillRunning
-from growingio_pipeline.ingest import TypeLoad, record_unloaded, stage_event_type, write_staged
+from growingio_pipeline.ingest import StagedType, TypeLoad, record_unloaded, stage_event_type, write_staged
 from growingio_pipeline.partitions import utc_window
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
 from growingio_pipeline.warehouse import column_schema, ensure_schema
@@ -47,6 +47,10 @@ def build_event_assets(export_type: str, partitions_def: dg.PartitionsDefinition
                 raise dg.RetryRequested(
                     max_retries=growingio.running_max_retries, seconds_to_wait=growingio.running_retry_after_s
                 ) from still_running
+            except Exception as failure:
+                # The ledger records every attempt, also one the API never answered usably.
+                _record(warehouse, event_types, export_type, context.partition_key, "FAILED", str(failure), started_at)
+                raise
             context.log.info(f"export {context.partition_key}: {export.status.value} (requestTime {export.request_time})")
             if export.status is not ExportStatus.FINISHED:
                 yield from _unloaded_results(context, warehouse, event_types, export, export_type, started_at)
@@ -57,25 +61,43 @@ def build_event_assets(export_type: str, partitions_def: dg.PartitionsDefinition
                 except Exception as failure:
                     _record(warehouse, event_types, export_type, context.partition_key, "FAILED", str(failure), started_at)
                     raise
-                window = utc_window(context.partition_time_window)
-                with warehouse.connect() as conn:
-                    ensure_schema(conn)
-                    for staged_type in staged:
-                        try:
-                            load = write_staged(
-                                conn, staged_type, export_type=export_type,
-                                partition_key=context.partition_key, window=window,
-                            )
-                        except Exception as failure:
-                            record_unloaded(
-                                conn, [staged_type.event_type], export_type=export_type,
-                                partition_key=context.partition_key, status="FAILED",
-                                error_msg=str(failure), started_at=started_at,
-                            )
-                            raise
-                        yield _materialize_result(context, conn, export, load)
+                results, failure = _write_partition(context, warehouse, export, export_type, staged, started_at)
+                # Dagster stores these events only now, with the file lock released: on a busy instance that
+                # takes seconds, which other runs writing the same DuckDB file would otherwise wait out.
+                yield from results
+                if failure is not None:
+                    raise failure
 
     return growingio_export
+
+
+def _write_partition(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    export: ExportResult,
+    export_type: str,
+    staged: Sequence[StagedType],
+    started_at: datetime,
+) -> tuple[list[dg.MaterializeResult], Exception | None]:
+    """Write each staged type in its own transaction: the results of those written, and the failure
+    that stopped the rest (already in the ledger), if any."""
+    results: list[dg.MaterializeResult] = []
+    window = utc_window(context.partition_time_window)
+    with warehouse.connect() as conn:
+        ensure_schema(conn)
+        for staged_type in staged:
+            try:
+                load = write_staged(
+                    conn, staged_type, export_type=export_type, partition_key=context.partition_key, window=window,
+                )
+            except Exception as failure:
+                record_unloaded(
+                    conn, [staged_type.event_type], export_type=export_type, partition_key=context.partition_key,
+                    status="FAILED", error_msg=str(failure), started_at=started_at,
+                )
+                return results, failure
+            results.append(_materialize_result(context, conn, export, load))
+    return results, None
 
 
 def _asset_spec(event_type: EventType) -> dg.AssetSpec:

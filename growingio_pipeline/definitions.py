@@ -32,6 +32,8 @@ def build_definitions(export_type: str = "hour", start_date: str | None = None) 
         jobs=[job],
         schedules=[build_latest_export_schedule(job, export_type)],
         resources=resources_from_env(),
+        # A run is a single step (one API call per partition): a step subprocess would only add start-up time.
+        executor=dg.in_process_executor,
     )
 
 

@@ -30,7 +30,7 @@ def _table_section(event_type: EventType) -> str:
     )
     return (
         f"#### `{event_type.table_name}`: {event_type.title}\n\n{event_type.description} "
-        f"Partitioned by `{event_type.bucket_column}`.\n\nColumns: {columns}."
+        f"Rows fall in the hour of `{event_type.bucket_column_name}`.\n\nColumns: {columns}."
     )
 
 

@@ -62,6 +62,11 @@ class EventType:
         return f"growingio.{self.name}"
 
     @property
+    def bucket_column_name(self) -> str:
+        """The snake_case name of ``bucket_column``."""
+        return snake_case(self.bucket_column)
+
+    @property
     def column_names(self) -> tuple[str, ...]:
         """snake_case names, in documented order."""
         return tuple(column.name for column in self.columns)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
-import gzip
 import hashlib
 import json
 import logging
@@ -689,7 +688,6 @@ class ExportClient:
         try:
             with os.fdopen(fd, "wb") as out:
                 size = self._stream_verified(link, out)
-            _verify_gzip(temp_path)
             os.replace(temp_path, final_path)
         except BaseException:
             temp_path.unlink(missing_ok=True)
@@ -697,8 +695,13 @@ class ExportClient:
         return DownloadedPart(event_type, index, final_path, redact_url(link), size)
 
     def _stream_verified(self, link: str, out: BinaryIO) -> int:
-        """Write the link's raw bytes to ``out``, checked against Content-Length and MD5."""
+        """Write the link's raw bytes to ``out``, checked against Content-Length, MD5 and gzip integrity.
+
+        The gzip stream is inflated chunk by chunk as it arrives, in this download thread (zlib
+        releases the GIL), so the check overlaps network I/O instead of reading the file again.
+        """
         digest = hashlib.md5(usedforsecurity=False)
+        gzip_check = _GzipCheck()
         size = 0
         try:
             # Links point at a storage host: no API credentials go there.
@@ -711,6 +714,7 @@ class ExportClient:
                 for chunk in response.iter_raw(_DOWNLOAD_CHUNK_BYTES):
                     out.write(chunk)
                     digest.update(chunk)
+                    gzip_check.feed(chunk)
                     size += len(chunk)
         except httpx.TransportError as exc:
             raise _PartFailure(
@@ -720,6 +724,7 @@ class ExportClient:
             raise _PartFailure(f"received {size} bytes, Content-Length says {expected_size[:20]!r}")
         if expected_md5 is not None:
             _verify_md5(digest.digest(), expected_md5)
+        gzip_check.finish()
         return size
 
 
@@ -813,18 +818,56 @@ def _verify_md5(actual: bytes, header: str) -> None:
         raise _PartFailure(f"MD5 {actual.hex()} does not match x-amz-meta-md5-hash {expected.hex()}")
 
 
-def _verify_gzip(path: Path) -> None:
-    """Read the whole gzip stream: a truncated or corrupt file fails its CRC/length check here."""
-    with path.open("rb") as raw:
-        magic = raw.read(2)
-    if magic != b"\x1f\x8b":
-        raise _PartFailure(f"not a gzip file (starts with {magic!r})")
-    try:
-        with gzip.open(path, "rb") as stream:
-            while stream.read(_DOWNLOAD_CHUNK_BYTES):
-                pass
-    except (OSError, EOFError, zlib.error) as exc:
-        raise _PartFailure(f"gzip check failed: {exc}") from None
+_GZIP_MAGIC = b"\x1f\x8b"
+_INFLATE_OUTPUT_BYTES = 4 * 1024 * 1024  # bounds the inflated bytes held at once (a zip bomb stays small)
+
+
+class _GzipCheck:
+    """Incremental gzip integrity check: every member inflated, its CRC-32 and length verified.
+
+    Accepts what ``gzip.open`` accepts: concatenated members, zero padding after a member.
+    """
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._inflater: Any = None
+        self._member_started = False
+
+    def feed(self, data: bytes) -> None:
+        """Check the next bytes of the stream; ``_PartFailure`` at the first sign of corruption."""
+        if self._inflater is None:
+            self._head += data[: 2 - len(self._head)]
+            if len(self._head) < 2:
+                return
+            if self._head != _GZIP_MAGIC:
+                raise _PartFailure(f"not a gzip file (starts with {self._head!r})")
+            self._inflater = zlib.decompressobj(wbits=31)
+        try:
+            while data:
+                data = self._inflate(data)
+        except zlib.error as exc:
+            raise _PartFailure(f"gzip check failed: {exc}") from None
+
+    def _inflate(self, data: bytes) -> bytes:
+        """Inflate ``data`` (output discarded); the bytes still to inflate, which start a next member."""
+        if self._inflater.eof:
+            data = data.lstrip(b"\0")
+            if not data:
+                return b""
+            self._inflater = zlib.decompressobj(wbits=31)
+        self._member_started = True
+        self._inflater.decompress(data, _INFLATE_OUTPUT_BYTES)
+        if self._inflater.eof:
+            self._member_started = False
+            return self._inflater.unused_data
+        return self._inflater.unconsumed_tail
+
+    def finish(self) -> None:
+        """The stream has ended: fail if it was empty or ended inside a member."""
+        if self._inflater is None:
+            raise _PartFailure(f"not a gzip file (starts with {self._head!r})")
+        if self._member_started and not self._inflater.eof:
+            raise _PartFailure("gzip check failed: the stream ends before the end of its last member")
 
 
 def _discard(done: dict[int, DownloadedPart]) -> None:

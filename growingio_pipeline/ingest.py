@@ -94,7 +94,7 @@ def verify_partition(
     summary: LoadSummary,
 ) -> PartitionVerification:
     """Count the partition's rows in the table, and those whose bucketing time is outside ``window``."""
-    bucket = event_type.column_for_header(event_type.bucket_column).name
+    bucket = event_type.bucket_column_name
     [(rows_in_table, rows_outside)] = conn.execute(
         f"SELECT count(*), count(*) FILTER (WHERE {bucket} < ? OR {bucket} >= ?) "
         f"FROM {event_type.table_name} WHERE _partition_key = ?",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,8 @@ from growingio_pipeline.warehouse import SCHEMA
 
 DEFAULT_BASE_URL = "https://www.growingio.com"
 DEFAULT_DUCKDB_PATH = "data/growingio_events.duckdb"
+_LOCK_RETRY_FIRST_S = 0.05
+_LOCK_RETRY_MAX_S = 1.0
 
 
 class GrowingIOExportResource(dg.ConfigurableResource):
@@ -75,9 +79,13 @@ class GrowingIOExportResource(dg.ConfigurableResource):
 class WarehouseResource(DuckDBResource):
     """The DuckDB file; a connection is always closed, so a failed write never holds the file lock."""
 
+    lock_timeout_s: float = Field(
+        default=300.0, description="How long to wait while another process holds the DuckDB file's write lock."
+    )
+
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection (``DuckDBResource`` retries while another process holds the lock)."""
+        """A short-lived connection, opened as soon as no other process holds the file lock."""
         if self.database != ":memory:":
             if Path(self.database).stem == SCHEMA:
                 # DuckDB names the catalog after the file, so `growingio.page` would be ambiguous.
@@ -88,11 +96,30 @@ class WarehouseResource(DuckDBResource):
                     allow_retries=False,
                 )
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        with self.get_connection() as conn:
+        conn = self._connect_when_unlocked()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _connect_when_unlocked(self) -> duckdb.DuckDBPyConnection:
+        # DuckDBResource's own retry doubles a fixed pause up to 51 s: runs that collide once keep colliding
+        # and wait far longer than the second or two a write holds the lock. Short, jittered, capped pauses.
+        deadline = time.monotonic() + self.lock_timeout_s
+        pause = _LOCK_RETRY_FIRST_S
+        while True:
             try:
-                yield conn
-            finally:
-                conn.close()
+                return duckdb.connect(self.database, read_only=False, config=dict(self.connection_config))
+            except duckdb.IOException as error:
+                if "Could not set lock" not in str(error):
+                    raise
+                if time.monotonic() + pause > deadline:
+                    raise dg.Failure(
+                        description=f"the DuckDB file {self.database} stayed locked by another process for "
+                        f"{self.lock_timeout_s:.0f} s: {error}",
+                    ) from error
+            time.sleep(random.uniform(pause / 2, pause))
+            pause = min(pause * 2, _LOCK_RETRY_MAX_S)
 
 
 def _optional_env(name: str) -> dg.EnvVar | None:

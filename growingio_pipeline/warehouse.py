@@ -28,6 +28,13 @@ REJECTS_TABLE = f"{SCHEMA}._rejects"
 ERROR_MSG_LIMIT = 2000
 """Characters of an error message kept in the ledger."""
 
+WRITE_CONNECTION_CONFIG: dict[str, str] = {"memory_limit": "768MB"}
+"""DuckDB settings for the connection that loads partitions (``duckdb.connect(..., config=...)``).
+
+DuckDB's default limit (80% of RAM) lets its buffer cache grow with the data: inserting one
+1M-row part peaked at ~730 MiB RSS, and ~375 MiB with this limit, no slower (DuckDB spills past it).
+"""
+
 _MAP_TYPE = "MAP(VARCHAR, VARCHAR)"
 _TIMESTAMPTZ = "TIMESTAMP WITH TIME ZONE"  # as DESCRIBE spells it
 _DUCKDB_TYPES = {

@@ -1,0 +1,180 @@
+"""End-to-end backfill: 24 hourly partitions x 10 event types through real Dagster runs and the local server.
+
+Usage (from the repository root, with the project's venv)::
+
+    python benchmarks/backfill_benchmark.py                        # 24 partitions, 20,000 page rows an hour
+    python benchmarks/backfill_benchmark.py --partitions 4 --rows-per-hour 2000
+
+The local export server serves one Beijing day (2026-11-28) with a clock frozen after every hour
+has FINISHED; ``prepare`` generates and compresses all parts first, so generation is not timed.
+Each partition is one real Dagster run (``dagster.materialize``, in-process executor, one
+instance for the whole backfill) of the ten-asset multi-asset, writing one DuckDB file. Per
+partition the script reports:
+
+- run: the run's wall time, RUN_START to RUN_SUCCESS in Dagster's event log;
+- step: STEP_START to STEP_SUCCESS of the multi-asset's step;
+- data path: time spent in ``ingest.stage_event_type`` (download, gzip check, parse, staging) and
+  ``ingest.write_staged`` (DuckDB transaction, verification, ledger row), timed around the asset's
+  calls (the ledger's ``duration_s`` cannot be summed: a type's attempt starts when it is staged, so
+  the ten attempts of a run overlap);
+- API and metadata: step minus data path (the export request under the 2 calls/s limit, the schema
+  check, the materialization metadata and its preview query);
+- orchestration overhead: run minus data path, and run minus step (Dagster alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+
+from growingio_pipeline import assets as asset_module
+from growingio_pipeline.assets import build_event_assets
+from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
+from growingio_pipeline.partitions import KEY_FORMATS, build_partitions_def
+from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
+from growingio_pipeline.warehouse import table_row_counts
+
+DAY = datetime(2026, 11, 28, tzinfo=BEIJING)
+SERVER_NOW = DAY + timedelta(days=1, hours=2)
+"""Every hour of ``DAY`` is FINISHED by then (the slowest, 23:00, an hour after it ends)."""
+
+
+def partition_keys(count: int) -> list[str]:
+    """The first ``count`` hourly partition keys of ``DAY`` (the API's export_date, Beijing time)."""
+    return [(DAY + timedelta(hours=hour)).strftime(KEY_FORMATS["hour"]) for hour in range(count)]
+
+
+def _event_times(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Timestamp of the first event of each Dagster event type in the run."""
+    times: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        if entry.dagster_event is not None:
+            times.setdefault(entry.dagster_event.event_type_value, entry.timestamp)
+    return times
+
+
+class DataPathTimer:
+    """Seconds spent in the ingest functions the asset calls, and the rows they wrote, since ``reset``."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.rows = 0
+
+    def reset(self) -> None:
+        """Start a new partition's count."""
+        self.seconds, self.rows = 0.0, 0
+
+    def timed(self, function: Callable[..., Any], *, counts_rows: bool = False) -> Callable[..., Any]:
+        """``function``, adding its duration (and, for writes, the rows loaded) to this timer."""
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                result = function(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+            if counts_rows:
+                self.rows += result.summary.rows_loaded
+            return result
+
+        return wrapper
+
+
+def install_timer() -> DataPathTimer:
+    """Time the asset's calls into ``ingest`` (the names ``assets`` imported)."""
+    timer = DataPathTimer()
+    asset_module.stage_event_type = timer.timed(asset_module.stage_event_type)
+    asset_module.write_staged = timer.timed(asset_module.write_staged, counts_rows=True)
+    return timer
+
+
+def run_backfill(server: LocalExportServer, keys: list[str], duckdb_path: Path) -> list[dict[str, float]]:
+    """One Dagster run per partition; the timings of each."""
+    partitions_def = build_partitions_def("hour", keys[0])
+    assets = build_event_assets("hour", partitions_def)
+    resources = {
+        "growingio": GrowingIOExportResource(base_url=server.base_url, token=server.token, project_id=server.project_id),
+        "warehouse": WarehouseResource(database=str(duckdb_path)),
+    }
+    timer = install_timer()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    figures = []
+    with dg.DagsterInstance.ephemeral() as instance:
+        for key in keys:
+            timer.reset()
+            started = time.perf_counter()
+            result = dg.materialize(
+                [assets], partition_key=key, resources=resources, instance=instance, run_config=quiet
+            )
+            wall = time.perf_counter() - started
+            events = _event_times(instance, result.run_id)
+            run = events["PIPELINE_SUCCESS"] - events["PIPELINE_START"]
+            step = events["STEP_SUCCESS"] - events["STEP_START"]
+            data_path, rows = timer.seconds, timer.rows
+            figures.append({"wall": wall, "run": run, "step": step, "data_path": data_path, "rows": rows})
+            print(
+                f"  {key}: {rows:>8,} rows  wall {wall:5.2f} s  run {run:5.2f} s  step {step:5.2f} s  "
+                f"data path {data_path:5.2f} s  overhead {run - data_path:5.2f} s",
+                flush=True,
+            )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prepare the data, run the backfill, print the totals."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--partitions", type=int, default=24, help="hourly partitions, from 2026-11-28 00:00 Beijing")
+    parser.add_argument("--rows-per-hour", type=int, default=20_000, help="page rows per hour (other types scale)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.partitions <= 24:
+        parser.error("--partitions must be 1..24 (the hours of one day)")
+    keys = partition_keys(args.partitions)
+    server = LocalExportServer(
+        rows_per_hour=args.rows_per_hour, clock=FrozenClock(SERVER_NOW), cache_bytes=8 * 1024**3
+    )
+    with server, tempfile.TemporaryDirectory(prefix="growingio-backfill-") as workdir:
+        started = time.perf_counter()
+        server.prepare(key[:10] for key in keys)
+        print(f"prepared {len(keys)} hours x 10 types in {time.perf_counter() - started:.1f} s (not timed below)")
+        duckdb_path = Path(workdir) / "backfill.duckdb"
+        started = time.perf_counter()
+        figures = run_backfill(server, keys, duckdb_path)
+        total = time.perf_counter() - started
+        with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+            counts = table_row_counts(conn)
+    rows = sum(figure["rows"] for figure in figures)
+
+    def median(name: str) -> float:
+        return statistics.median(figure[name] for figure in figures)
+
+    def overhead(figure: dict[str, float]) -> float:
+        return figure["run"] - figure["data_path"]
+
+    print(f"\n{len(keys)} partitions x 10 types: {rows:,} rows in {total:.1f} s ({rows / total:,.0f} rows/s end to end)")
+    print(f"rows per table: {counts}")
+    print(
+        f"per partition, median: run {median('run'):.2f} s, step {median('step'):.2f} s, "
+        f"data path {median('data_path'):.2f} s, API and metadata (step - data path) "
+        f"{statistics.median(f['step'] - f['data_path'] for f in figures):.2f} s"
+    )
+    print(
+        f"orchestration overhead per partition (run - data path): median "
+        f"{statistics.median(map(overhead, figures)):.2f} s, mean {statistics.mean(map(overhead, figures)):.2f} s; "
+        f"Dagster alone (run - step): median {statistics.median(f['run'] - f['step'] for f in figures):.2f} s; "
+        f"materialize() call outside the run: median {statistics.median(f['wall'] - f['run'] for f in figures):.2f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""Real processes for end-to-end tests: ``dagster dev`` and the ``growingio-local-server`` command.
+
+Each runs in its own process group (a new session), so stopping it stops every process it started,
+also when a test fails half-way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+DAGSTER_MODULE = "growingio_pipeline.definitions"
+STARTUP_TIMEOUT_S = 180.0
+STOP_GRACE_S = 60.0
+"""``dagster dev`` gives its webserver and daemon up to 60 s each to stop before it kills them."""
+
+LOG_TAIL_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class DagsterDev:
+    """A running ``dagster dev``: its webserver URL, the leader process and its combined output."""
+
+    base_url: str
+    process: subprocess.Popen
+    dagster_home: Path
+    log_path: Path
+
+    @property
+    def graphql_url(self) -> str:
+        """The webserver's GraphQL endpoint."""
+        return f"{self.base_url}/graphql"
+
+
+@dataclass(frozen=True)
+class LocalServerProcess:
+    """A running ``growingio-local-server`` command."""
+
+    base_url: str
+    process: subprocess.Popen
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex((host, port)) == 0
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in the process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # the process ended while we looked
+        # The command name (field 2) may hold spaces and parentheses; the fields after its last ")" do not.
+        state, _ppid, process_group = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(process_group) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def stop_process_group(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the group's leader, let it stop its children, then SIGKILL whatever is left of the group.
+
+    ``process`` must have been started with ``start_new_session=True`` (its pid is the group id).
+    Returns only once no process of the group is alive.
+    """
+    pgid = process.pid
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    if not _wait_until_group_empty(process, pgid, grace_s):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if not _wait_until_group_empty(process, pgid, 30.0):
+            raise RuntimeError(f"processes {process_group_members(pgid)} of group {pgid} survived SIGKILL")
+
+
+def _wait_until_group_empty(process: subprocess.Popen, pgid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        process.poll()  # reaps the leader once it exits
+        if process.returncode is not None and not process_group_members(pgid):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@contextmanager
+def running_dagster_dev(
+    dagster_home: Path,
+    env: Mapping[str, str],
+    *,
+    module: str = DAGSTER_MODULE,
+    cwd: Path | None = None,
+    startup_timeout_s: float = STARTUP_TIMEOUT_S,
+) -> Iterator[DagsterDev]:
+    """``dagster dev`` (webserver and daemon) for ``module`` on a free loopback port, stopped on exit.
+
+    ``env`` is added to this process's environment; ``DAGSTER_HOME`` is set to ``dagster_home``
+    (created if needed). Output goes to ``dagster_home/dagster-dev.log``. Yields once
+    ``/server_info`` answers; a clear error with the log's tail if it does not within the timeout.
+    """
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = dagster_home / "dagster-dev.log"
+    command = [
+        sys.executable, "-m", "dagster", "dev", "-m", module, "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    with log_path.open("wb") as log, _sigint_not_ignored_in_children():
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **env, "DAGSTER_HOME": str(dagster_home)},
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        dev = DagsterDev(f"http://127.0.0.1:{port}", process, dagster_home, log_path)
+        _wait_for_webserver(dev, startup_timeout_s)
+        yield dev
+    finally:
+        stop_process_group(process)
+
+
+@contextmanager
+def _sigint_not_ignored_in_children() -> Iterator[None]:
+    """Let children start with SIGINT's default action even if this process ignores SIGINT.
+
+    A shell's background job ignores SIGINT, an ignored signal stays ignored across exec, and
+    ``dagster dev`` handles SIGTERM like SIGINT: it would ignore SIGTERM too and only die by SIGKILL,
+    without stopping its webserver and daemon in order. A handled signal is reset to default on exec.
+    """
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if not ignored or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _wait_for_webserver(dev: DagsterDev, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if dev.process.poll() is not None:
+            raise RuntimeError(
+                f"dagster dev exited with code {dev.process.returncode} before its webserver answered:\n"
+                f"{log_tail(dev.log_path)}"
+            )
+        try:
+            if httpx.get(f"{dev.base_url}/server_info", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"dagster dev's webserver did not answer {dev.base_url}/server_info within {timeout_s:.0f} s:\n"
+        f"{log_tail(dev.log_path)}"
+    )
+
+
+def log_tail(log_path: Path, chars: int = LOG_TAIL_CHARS) -> str:
+    """The end of a process's log, for failure messages."""
+    try:
+        return log_path.read_text(errors="replace")[-chars:]
+    except OSError as error:
+        return f"(no log: {error})"
+
+
+@contextmanager
+def running_local_server_command(
+    *,
+    token: str,
+    project_id: str,
+    rows_per_hour: int,
+    seed: int = 1,
+    extra_args: Sequence[str] = (),
+    startup_timeout_s: float = 60.0,
+) -> Iterator[LocalServerProcess]:
+    """The ``growingio-local-server`` command on a free port (``--port 0``), stopped on exit."""
+    command = [
+        sys.executable, "-m", "growingio_pipeline.local_server", "--port", "0", "--token", token,
+        "--project", project_id, "--rows-per-hour", str(rows_per_hour), "--seed", str(seed), *extra_args,
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield LocalServerProcess(_announced_base_url(process, startup_timeout_s), process)
+    finally:
+        stop_process_group(process, grace_s=30.0)
+        process.stdout.close()
+
+
+def _announced_base_url(process: subprocess.Popen, timeout_s: float) -> str:
+    """The base URL from the server's first line, waited for with a deadline so a hung start fails."""
+    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+    first_line = process.stdout.readline() if ready else ""
+    found = re.search(r"http://127\.0\.0\.1:\d+", first_line)
+    if found:
+        return found.group(0)
+    if process.poll() is not None:
+        output = first_line + process.stdout.read()
+        raise RuntimeError(f"growingio-local-server exited with code {process.returncode}:\n{output}")
+    raise TimeoutError(f"growingio-local-server printed no base URL within {timeout_s:.0f} s: {first_line!r}")
