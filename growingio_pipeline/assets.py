@@ -2,7 +2,6 @@
 
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +10,14 @@ import duckdb
 from growingio_pipeline.checks import asset_key, build_check_specs, export_status_result, load_check_results
 from growingio_pipeline.event_types import EVENT_TYPES, EventType
 from growingio_pipeline.export_api import ExportResult, ExportStatus, ExportStillRunning
-from growingio_pipeline.ingest import StagedType, TypeLoad, record_unloaded, stage_event_type, write_staged
+from growingio_pipeline.ingest import (
+    PartitionAttempt,
+    StagedType,
+    TypeLoad,
+    record_unloaded,
+    stage_event_type,
+    write_staged,
+)
 from growingio_pipeline.partitions import utc_window
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
 from growingio_pipeline.warehouse import column_schema, ensure_schema
@@ -38,30 +44,30 @@ def build_event_assets(export_type: str, partitions_def: dg.PartitionsDefinition
         event_types = [
             event_type for event_type in EVENT_TYPES.values() if asset_key(event_type) in context.selected_asset_keys
         ]
-        started_at = datetime.now(timezone.utc)
+        attempt = PartitionAttempt(export_type, context.partition_key)
         with growingio.open_client() as client:
             try:
                 export = client.wait_for_export(export_type, context.partition_key)
             except ExportStillRunning as still_running:
-                _record(warehouse, event_types, export_type, context.partition_key, "RUNNING", str(still_running), started_at)
+                _record(warehouse, attempt, event_types, "RUNNING", str(still_running))
                 raise dg.RetryRequested(
                     max_retries=growingio.running_max_retries, seconds_to_wait=growingio.running_retry_after_s
                 ) from still_running
             except Exception as failure:
                 # The ledger records every attempt, also one the API never answered usably.
-                _record(warehouse, event_types, export_type, context.partition_key, "FAILED", str(failure), started_at)
+                _record(warehouse, attempt, event_types, "FAILED", str(failure))
                 raise
             context.log.info(f"export {context.partition_key}: {export.status.value} (requestTime {export.request_time})")
             if export.status is not ExportStatus.FINISHED:
-                yield from _unloaded_results(context, warehouse, event_types, export, export_type, started_at)
+                yield from _unloaded_results(context, warehouse, attempt, event_types, export)
                 return
             with tempfile.TemporaryDirectory(prefix="growingio-") as workdir:
                 try:
                     staged = [stage_event_type(client, export, event_type, Path(workdir)) for event_type in event_types]
                 except Exception as failure:
-                    _record(warehouse, event_types, export_type, context.partition_key, "FAILED", str(failure), started_at)
+                    _record(warehouse, attempt, event_types, "FAILED", str(failure))
                     raise
-                results, failure = _write_partition(context, warehouse, export, export_type, staged, started_at)
+                results, failure = _write_partition(context, warehouse, attempt, export, staged)
                 # Dagster stores these events only now, with the file lock released: on a busy instance that
                 # takes seconds, which other runs writing the same DuckDB file would otherwise wait out.
                 yield from results
@@ -74,10 +80,9 @@ def build_event_assets(export_type: str, partitions_def: dg.PartitionsDefinition
 def _write_partition(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
+    attempt: PartitionAttempt,
     export: ExportResult,
-    export_type: str,
     staged: Sequence[StagedType],
-    started_at: datetime,
 ) -> tuple[list[dg.MaterializeResult], Exception | None]:
     """Write each staged type in its own transaction: the results of those written, and the failure
     that stopped the rest (already in the ledger), if any."""
@@ -87,14 +92,9 @@ def _write_partition(
         ensure_schema(conn)
         for staged_type in staged:
             try:
-                load = write_staged(
-                    conn, staged_type, export_type=export_type, partition_key=context.partition_key, window=window,
-                )
+                load = write_staged(conn, staged_type, attempt, window)
             except Exception as failure:
-                record_unloaded(
-                    conn, [staged_type.event_type], export_type=export_type, partition_key=context.partition_key,
-                    status="FAILED", error_msg=str(failure), started_at=started_at,
-                )
+                record_unloaded(conn, attempt, [staged_type.event_type], "FAILED", str(failure))
                 return results, failure
             results.append(_materialize_result(context, conn, export, load))
     return results, None
@@ -131,13 +131,12 @@ def _selected(context: dg.AssetExecutionContext, results: Iterable[dg.AssetCheck
 def _unloaded_results(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
+    attempt: PartitionAttempt,
     event_types: Sequence[EventType],
     export: ExportResult,
-    export_type: str,
-    started_at: datetime,
 ) -> Iterator[dg.AssetCheckResult]:
     """NOT_EXISTS warns and ERROR fails; the tables keep the rows they had."""
-    _record(warehouse, event_types, export_type, context.partition_key, export.status.value, export.error_msg, started_at)
+    _record(warehouse, attempt, event_types, export.status.value, export.error_msg)
     yield from _selected(context, [export_status_result(event_type, export) for event_type in event_types])
     if export.status is ExportStatus.ERROR:
         raise dg.Failure(
@@ -152,19 +151,14 @@ def _unloaded_results(
 
 def _record(
     warehouse: WarehouseResource,
+    attempt: PartitionAttempt,
     event_types: Sequence[EventType],
-    export_type: str,
-    partition_key: str,
     status: str,
     error_msg: str,
-    started_at: datetime,
 ) -> None:
     with warehouse.connect() as conn:
         ensure_schema(conn)
-        record_unloaded(
-            conn, event_types, export_type=export_type, partition_key=partition_key,
-            status=status, error_msg=error_msg, started_at=started_at,
-        )
+        record_unloaded(conn, attempt, event_types, status, error_msg)
 
 
 def _materialize_result(

@@ -24,7 +24,6 @@ def build_definitions(export_type: str = "hour", start_date: str | None = None) 
     job = dg.define_asset_job(
         name="growingio_export_job",
         selection=dg.AssetSelection.assets(event_assets),
-        partitions_def=partitions_def,
         description="Loads every GrowingIO event type for one export partition.",
     )
     return dg.Definitions(

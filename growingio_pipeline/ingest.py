@@ -7,9 +7,10 @@ check results.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
 
@@ -20,16 +21,21 @@ from growingio_pipeline.warehouse import LoadAttempt, LoadSummary, record_attemp
 
 
 @dataclass(frozen=True)
+class PartitionAttempt:
+    """One run's attempt at one partition: what all its ledger rows share."""
+
+    export_type: str
+    partition_key: str
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+@dataclass(frozen=True)
 class StagedType:
     """One event type's parts of one partition, downloaded and parsed, ready to write."""
 
     event_type: EventType
     parts: tuple[ParsedPart, ...]
     started_at: datetime
-
-    @property
-    def rows_read(self) -> int:
-        return sum(part.rows_read for part in self.parts)
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,8 @@ def stage_event_type(
     type_dir.mkdir(parents=True, exist_ok=True)
     downloaded = client.download_parts(export, event_type.name, type_dir)
     parts = tuple(
-        parse_part(event_type, part.path, source=part.source, staging_dir=type_dir)
+        # The file's path names the part; the host varies (CDN, on-premise, local server port).
+        parse_part(event_type, part.path, source=urlsplit(part.source).path, staging_dir=type_dir)
         for part in downloaded
     )
     return StagedType(event_type=event_type, parts=parts, started_at=started_at)
@@ -69,20 +76,13 @@ def stage_event_type(
 def write_staged(
     conn: duckdb.DuckDBPyConnection,
     staged: StagedType,
-    *,
-    export_type: str,
-    partition_key: str,
+    attempt: PartitionAttempt,
     window: tuple[datetime, datetime],
 ) -> TypeLoad:
     """Replace the partition's rows in one transaction, verify them, and record the attempt."""
-    summary = replace_partition(conn, staged.event_type, partition_key, staged.parts)
-    verification = verify_partition(conn, staged.event_type, partition_key, window, summary)
-    record_attempt(
-        conn,
-        LoadAttempt.loaded(
-            summary, export_type=export_type, started_at=staged.started_at
-        ),
-    )
+    summary = replace_partition(conn, staged.event_type, attempt.partition_key, staged.parts)
+    verification = verify_partition(conn, staged.event_type, attempt.partition_key, window, summary)
+    record_attempt(conn, LoadAttempt.loaded(summary, export_type=attempt.export_type, started_at=staged.started_at))
     return TypeLoad(staged=staged, summary=summary, verification=verification)
 
 
@@ -110,13 +110,10 @@ def verify_partition(
 
 def record_unloaded(
     conn: duckdb.DuckDBPyConnection,
+    attempt: PartitionAttempt,
     event_types: Sequence[EventType],
-    *,
-    export_type: str,
-    partition_key: str,
     status: str,
     error_msg: str,
-    started_at: datetime,
 ) -> None:
     """Ledger rows for an attempt that loaded nothing (NOT_EXISTS, ERROR, RUNNING, or a failure)."""
     for event_type in event_types:
@@ -124,10 +121,10 @@ def record_unloaded(
             conn,
             LoadAttempt.unloaded(
                 event_type=event_type.name,
-                partition_key=partition_key,
-                export_type=export_type,
+                partition_key=attempt.partition_key,
+                export_type=attempt.export_type,
                 status=status,
                 error_msg=error_msg,
-                started_at=started_at,
+                started_at=attempt.started_at,
             ),
         )

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import polars as pl
 import pyarrow as pa
@@ -235,13 +235,14 @@ _Item = TypeVar("_Item")
 
 def _prefetched(items: Generator[_Item, None, None], depth: int) -> Iterator[_Item]:
     """``items``, produced in a background thread up to ``depth`` ahead; its exceptions re-raised here."""
-    handoff: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=depth)
+    # Each hand-over is (more items follow, the item or None, the producer's exception or None).
+    handoff: queue.Queue[tuple[bool, _Item | None, BaseException | None]] = queue.Queue(maxsize=depth)
     stopped = threading.Event()
 
-    def hand_over(finished: bool, value: object) -> bool:
+    def hand_over(entry: tuple[bool, _Item | None, BaseException | None]) -> bool:
         while not stopped.is_set():
             try:
-                handoff.put((finished, value), timeout=0.1)
+                handoff.put(entry, timeout=0.1)
                 return True
             except queue.Full:
                 continue
@@ -250,11 +251,11 @@ def _prefetched(items: Generator[_Item, None, None], depth: int) -> Iterator[_It
     def produce() -> None:
         try:
             for item in items:
-                if not hand_over(False, item):
+                if not hand_over((True, item, None)):
                     return
-            hand_over(True, None)
+            hand_over((False, None, None))
         except BaseException as error:  # noqa: BLE001 (handed to the consuming thread, which raises it)
-            hand_over(True, error)
+            hand_over((False, None, error))
         finally:
             items.close()
 
@@ -262,12 +263,12 @@ def _prefetched(items: Generator[_Item, None, None], depth: int) -> Iterator[_It
     producer.start()
     try:
         while True:
-            finished, value = handoff.get()
-            if finished:
-                if value is not None:
-                    raise value
+            more, item, error = handoff.get()
+            if error is not None:
+                raise error
+            if not more:
                 return
-            yield value
+            yield cast(_Item, item)
     finally:
         stopped.set()
         producer.join()

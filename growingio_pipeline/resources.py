@@ -6,6 +6,7 @@ import os
 import random
 import time
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from growingio_pipeline.export_api import ClientSettings, ExportClient
-from growingio_pipeline.warehouse import SCHEMA
+from growingio_pipeline.warehouse import SCHEMA, WRITE_CONNECTION_CONFIG
 
 DEFAULT_BASE_URL = "https://www.growingio.com"
 DEFAULT_DUCKDB_PATH = "data/growingio_events.duckdb"
@@ -79,6 +80,10 @@ class GrowingIOExportResource(dg.ConfigurableResource):
 class WarehouseResource(DuckDBResource):
     """The DuckDB file; a connection is always closed, so a failed write never holds the file lock."""
 
+    connection_config: dict[str, Any] = Field(
+        default_factory=lambda: dict(WRITE_CONNECTION_CONFIG),
+        description="DuckDB settings for the loading connection; the memory limit keeps a load's peak bounded.",
+    )
     lock_timeout_s: float = Field(
         default=300.0, description="How long to wait while another process holds the DuckDB file's write lock."
     )
@@ -116,7 +121,7 @@ class WarehouseResource(DuckDBResource):
                 if time.monotonic() + pause > deadline:
                     raise dg.Failure(
                         description=f"the DuckDB file {self.database} stayed locked by another process for "
-                        f"{self.lock_timeout_s:.0f} s: {error}",
+                        f"{self.lock_timeout_s:g} s: {error}",
                     ) from error
             time.sleep(random.uniform(pause / 2, pause))
             pause = min(pause * 2, _LOCK_RETRY_MAX_S)

@@ -28,7 +28,7 @@ REJECTS_TABLE = f"{SCHEMA}._rejects"
 ERROR_MSG_LIMIT = 2000
 """Characters of an error message kept in the ledger."""
 
-WRITE_CONNECTION_CONFIG: dict[str, str] = {"memory_limit": "768MB"}
+WRITE_CONNECTION_CONFIG: dict[str, str] = {"memory_limit": "512MB"}
 """DuckDB settings for the connection that loads partitions (``duckdb.connect(..., config=...)``).
 
 DuckDB's default limit (80% of RAM) lets its buffer cache grow with the data: inserting one

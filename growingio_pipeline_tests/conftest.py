@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
+from growingio_pipeline.warehouse import ensure_schema
 
 LOCAL_SERVER_NOW = datetime(2026, 11, 29, 12, 0, tzinfo=BEIJING)
 """Where every test server's FrozenClock starts: 2026-11-29 12:00 Beijing."""
@@ -47,3 +50,12 @@ def make_local_server() -> Iterator[Callable[..., LocalExportServer]]:
 def local_server(make_local_server: Callable[..., LocalExportServer]) -> LocalExportServer:
     """A started server: token "test-token", 200 page rows/hour, 16 KiB parts, clock at 2026-11-29 12:00 Beijing."""
     return make_local_server()
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB file in ``tmp_path`` with the project's schema."""
+    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    ensure_schema(connection)
+    yield connection
+    connection.close()

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+"""The repository root: where ``workspace.yaml`` and ``dagster_home/dagster.yaml`` are."""
 DAGSTER_MODULE = "growingio_pipeline.definitions"
 STARTUP_TIMEOUT_S = 180.0
 STOP_GRACE_S = 60.0
@@ -117,11 +119,13 @@ def running_dagster_dev(
     dagster_home: Path,
     env: Mapping[str, str],
     *,
-    module: str = DAGSTER_MODULE,
+    module: str | None = DAGSTER_MODULE,
     cwd: Path | None = None,
     startup_timeout_s: float = STARTUP_TIMEOUT_S,
 ) -> Iterator[DagsterDev]:
     """``dagster dev`` (webserver and daemon) for ``module`` on a free loopback port, stopped on exit.
+
+    With ``module=None`` it reads ``workspace.yaml`` in ``cwd``, as a user's plain ``dagster dev`` does.
 
     ``env`` is added to this process's environment; ``DAGSTER_HOME`` is set to ``dagster_home``
     (created if needed). Output goes to ``dagster_home/dagster-dev.log``. Yields once
@@ -130,9 +134,9 @@ def running_dagster_dev(
     dagster_home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = dagster_home / "dagster-dev.log"
-    command = [
-        sys.executable, "-m", "dagster", "dev", "-m", module, "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "dagster", "dev", "--host", "127.0.0.1", "--port", str(port)]
+    if module is not None:
+        command += ["-m", module]
     with log_path.open("wb") as log, _sigint_not_ignored_in_children():
         process = subprocess.Popen(
             command,

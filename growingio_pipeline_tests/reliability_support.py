@@ -72,6 +72,7 @@ def run_partition(
     *,
     selection: list[str] | None = None,
     partition_key: str = FINISHED_PARTITION,
+    instance: dg.DagsterInstance | None = None,
     **settings: Any,
 ) -> dg.ExecuteInProcessResult:
     """One Dagster run that may fail; ``settings`` are ``TunedExportResource`` fields."""
@@ -84,6 +85,7 @@ def run_partition(
             "growingio": TunedExportResource(**{**base, **settings}),
             "warehouse": WarehouseResource(database=str(duckdb_path)),
         },
+        instance=instance,
         raise_on_error=False,
     )
 

@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from growingio_pipeline.checks import EXPORT_STATUS, IN_TIME_WINDOW, NO_REJECTS, ROWS_COMPLETE
+from growingio_pipeline.checks import EXPORT_STATUS
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline_tests.pipeline_harness import (
     FINISHED_PARTITION,

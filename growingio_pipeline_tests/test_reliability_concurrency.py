@@ -9,6 +9,8 @@ Dagster instance shared by the runs.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,17 +18,28 @@ import dagster as dg
 import pytest
 
 from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline.resources import WarehouseResource
+from growingio_pipeline_tests.pipeline_harness import EVENT_ASSETS, export_resource, materialize_partition
 from growingio_pipeline_tests.reliability_support import (
     assert_partition_equals_ground_truth,
     ledger,
     start_server,
     start_worker,
+    step_failure_message,
     worker_environment,
 )
 
 PARTITIONS = ("202611290100", "202611290200", "202611290300")
 """Three hours the test servers' frozen clock (12:00 Beijing) has exported."""
 WORKER_TIMEOUT_S = 600
+HOLD_LOCK = (
+    "import duckdb, sys\n"
+    "connection = duckdb.connect(sys.argv[1])\n"
+    "print('locked', flush=True)\n"
+    "sys.stdin.read()\n"
+    "connection.close()\n"
+)
+"""Another process holding the DuckDB file's write lock until its stdin ends."""
 
 
 @pytest.fixture
@@ -79,4 +92,28 @@ def test_multiprocess_executor_runs_share_one_duckdb_file_and_one_instance(serve
 
     assert_every_partition_loaded_once(server, duckdb_path)
     logs = "".join((tmp_path / f"worker-{key}.log").read_text() for key in PARTITIONS)
-    assert logs.count("Launching subprocess for \"growingio_export\"") == len(PARTITIONS), "each step ran in a child process"
+    launches = logs.count('Launching subprocess for "growingio_export"')
+    assert launches == len(PARTITIONS), "each run's step ran in a child process"
+
+
+def test_a_file_locked_past_the_timeout_fails_the_run_with_a_clear_message(server, tmp_path: Path) -> None:
+    duckdb_path = tmp_path / "events.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(duckdb_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        locked = dg.materialize(
+            [EVENT_ASSETS], partition_key=PARTITIONS[0], raise_on_error=False,
+            resources={
+                "growingio": export_resource(server),
+                "warehouse": WarehouseResource(database=str(duckdb_path), lock_timeout_s=0.5),
+            },
+        )
+    finally:
+        holder.communicate("")  # end of stdin: the holder closes its connection and exits
+
+    assert not locked.success
+    assert "stayed locked by another process for 0.5 s" in step_failure_message(locked)
+    assert materialize_partition(server, duckdb_path, PARTITIONS[0]).success, "the next run, unlocked, loads"
+    assert_partition_equals_ground_truth(server, duckdb_path, EVENT_TYPES, PARTITIONS[0])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,8 @@ LARGE_ROWS_PER_HOUR = 100_000
 GROWTH_INSIDE_INSERT = 1024 * 1024
 """File growth that only the insert's optimistic block writes produce (schema and ledger writes are KBs)."""
 KILL_ATTEMPTS = 3
+POLL_INTERVAL_S = 0.005
+"""How often the file size is looked at: often enough to see the insert, leaving the CPU to the worker."""
 
 
 def kill_when_file_grows(worker: subprocess.Popen, duckdb_path: Path, growth: int) -> bool:
@@ -46,6 +49,7 @@ def kill_when_file_grows(worker: subprocess.Popen, duckdb_path: Path, growth: in
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
             return True
+        time.sleep(POLL_INTERVAL_S)
     return False
 
 

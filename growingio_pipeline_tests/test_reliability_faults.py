@@ -37,7 +37,7 @@ SELECTION = ["page"]
 class FaultCase:
     """A fault, how to inject it, and what the run must come to."""
 
-    inject: Callable[[LocalExportServer], None]
+    inject: Callable[[LocalExportServer], None] = lambda server: None
     server_settings: dict[str, Any] = field(default_factory=dict)
     run_settings: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -53,10 +53,6 @@ def _spend_rate_limit(server: LocalExportServer) -> None:
     assert httpx.get(url, headers={"Authorization": server.token}).status_code == 200
 
 
-def _no_fault(server: LocalExportServer) -> None:
-    del server
-
-
 RECOVERING = {
     "api_5xx_burst": FaultCase(lambda s: s.faults.fail_next_api_calls(3, 503)),
     "api_502": FaultCase(lambda s: s.faults.fail_next_api_calls(1, 502)),
@@ -69,7 +65,7 @@ RECOVERING = {
     "corrupt_gzip_part": FaultCase(lambda s: s.faults.corrupt_next_downloads(2)),
     "content_length_mismatch": FaultCase(lambda s: s.faults.wrong_length_next_downloads(2)),
     "running_then_finished": FaultCase(
-        _no_fault, server_settings={"running_polls": 2}, run_settings={"running_deadline_s": 30.0}
+        server_settings={"running_polls": 2}, run_settings={"running_deadline_s": 30.0}
     ),
 }
 
@@ -103,11 +99,11 @@ FAILING = {
         error=r"page part.*HTTP 403", ledger_status="FAILED",
     ),
     "running_never_finishes": FaultCase(
-        _no_fault, server_settings={"running_polls": 10_000},
+        server_settings={"running_polls": 10_000},
         error=r"still RUNNING after waiting", ledger_status="RUNNING",
     ),
     "export_error": FaultCase(
-        _no_fault, server_settings={"error_hours": {FINISHED_PARTITION[:10]: "export job crashed: disk full"}},
+        server_settings={"error_hours": {FINISHED_PARTITION[:10]: "export job crashed: disk full"}},
         error=r"failed on the vendor's side: export job crashed: disk full", ledger_status="ERROR",
         ledger_error=r"^export job crashed: disk full$",
     ),

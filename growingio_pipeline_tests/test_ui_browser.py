@@ -6,6 +6,7 @@ run's rows land in DuckDB. Screenshots are saved under the test's tmp directory 
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,12 +16,13 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from growingio_pipeline.checks import CHECK_KINDS
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.partitions import BEIJING, KEY_FORMATS
 from growingio_pipeline_tests.dagster_processes import (
+    PROJECT_ROOT,
     DagsterDev,
     log_tail,
     process_group_members,
@@ -80,7 +82,11 @@ def test_the_ui_lists_the_assets_and_materializes_a_partition(tmp_path: Path) ->
             "GROWINGIO_START_DATE": start_date,
             "GROWINGIO_EXPORT_TYPE": "hour",
         }
-        with running_dagster_dev(tmp_path / "dagster_home", env, cwd=tmp_path) as dev:
+        # As a newcomer runs it: the project's instance settings, and workspace.yaml from the project root.
+        dagster_home = tmp_path / "dagster_home"
+        dagster_home.mkdir()
+        shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
+        with running_dagster_dev(dagster_home, env, module=None, cwd=PROJECT_ROOT) as dev:
             dagster_group = dev.process.pid
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -129,7 +135,7 @@ def _catalog_lists_the_ten_assets(page: Page, screenshots: Path) -> None:
     page.screenshot(path=screenshots / "1-catalog.png")
 
 
-def _hrefs(links) -> list[str]:
+def _hrefs(links: Locator) -> list[str]:
     return [link.get_attribute("href") for link in links.all()]
 
 
@@ -165,6 +171,7 @@ def _wait_for_run(dev: DagsterDev, partition: str) -> str:
         response = httpx.post(dev.graphql_url, json={"query": RUNS_QUERY, "variables": {"partition": partition}})
         runs = response.json()["data"]["runsOrError"]["results"]
         if len(runs) == 1 and runs[0]["status"] in RUN_STATUSES_DONE:
+            assert runs[0]["status"] == "SUCCESS", f"the run of partition {partition} ended {runs[0]['status']}"
             return runs[0]["runId"]
         time.sleep(1.0)
     raise AssertionError(f"the run of partition {partition} was not done within {RUN_TIMEOUT_S:.0f} s: {runs}")

@@ -31,14 +31,6 @@ CUSTOM_EVENT = EVENT_TYPES["custom_event"]
 PARTITION = "202611290300"
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    ensure_schema(connection)
-    yield connection
-    connection.close()
-
-
 def load(conn, event_type, tmp_path: Path, header, rows, *, name: str = "part-0.csv.gz", partition: str = PARTITION):
     part = write_part(tmp_path / name, header, rows)
     parsed = parse_part(event_type, part, source=f"https://cdn.example/{name}?X-Signature=SECRET", staging_dir=tmp_path / "stage")

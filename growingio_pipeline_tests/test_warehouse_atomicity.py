@@ -15,7 +15,6 @@ from growingio_pipeline.warehouse import (
     LEDGER_TABLE,
     REJECTS_TABLE,
     LoadAttempt,
-    ensure_schema,
     record_attempt,
     replace_partition,
 )
@@ -25,14 +24,6 @@ PAGE = EVENT_TYPES["page"]
 HEADER = ["sendTime", "title", "appVariable", "pageRequestId"]
 HOUR_3 = "202611290300"
 HOUR_4 = "202611290400"
-
-
-@pytest.fixture
-def conn(tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    ensure_schema(connection)
-    yield connection
-    connection.close()
 
 
 def staged(tmp_path: Path, name: str, rows: list[list[str | None]]) -> ParsedPart:

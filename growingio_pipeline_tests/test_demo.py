@@ -1,0 +1,100 @@
+"""The demo command: it reports its progress and tables, gives the same tables when run again, and leaves nothing running."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline_tests.dagster_processes import port_is_open, process_group_members
+from growingio_pipeline_tests.pipeline_harness import table_snapshot
+
+HOURS = 2
+PAGE_ROWS_PER_HOUR = 100
+DEMO_TIMEOUT_S = 300
+PROGRESS_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] partition (\d{12}): 10 tables, [\d,]+ rows in [\d.]+ s$", re.MULTILINE)
+TABLE_COUNT_LINE = re.compile(r"^  (\w+)\s+([\d,]+)$", re.MULTILINE)
+SERVER_LINE = re.compile(r"local GrowingIO export server at http://127\.0\.0\.1:(\d+)")
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What one run of the demo printed, and the server port it announced."""
+
+    stdout: str
+    server_port: int
+
+    def partitions(self) -> list[str]:
+        return [match.group(3) for match in PROGRESS_LINE.finditer(self.stdout)]
+
+    def table_counts(self) -> dict[str, int]:
+        return {name: int(rows.replace(",", "")) for name, rows in TABLE_COUNT_LINE.findall(self.stdout)}
+
+
+def run_demo(duckdb_path: Path) -> DemoRun:
+    """One run of the demo in its own process group; asserts it succeeded and left no process behind."""
+    command = [
+        sys.executable, "-m", "growingio_pipeline.demo", "--hours", str(HOURS),
+        "--rows-per-hour", str(PAGE_ROWS_PER_HOUR), "--duckdb-path", str(duckdb_path),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=DEMO_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, f"the demo exited with {process.returncode}:\n{stdout}\n{stderr}"
+    assert process_group_members(process.pid) == [], "the demo left processes running"
+    server = SERVER_LINE.search(stdout)
+    assert server, stdout
+    return DemoRun(stdout, int(server.group(1)))
+
+
+@dataclass(frozen=True)
+class TwoDemoRuns:
+    """The demo run twice on the same DuckDB file, with a table snapshot after each."""
+
+    first: DemoRun
+    tables_after_first: dict[str, list[tuple]]
+    second: DemoRun
+    tables_after_second: dict[str, list[tuple]]
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> TwoDemoRuns:
+    duckdb_path = tmp_path_factory.mktemp("demo") / "events.duckdb"
+    first = run_demo(duckdb_path)
+    tables_after_first = table_snapshot(duckdb_path)
+    second = run_demo(duckdb_path)
+    return TwoDemoRuns(first, tables_after_first, second, table_snapshot(duckdb_path))
+
+
+def test_the_demo_prints_progress_per_partition_and_rows_per_table(demo_runs: TwoDemoRuns) -> None:
+    first = demo_runs.first
+
+    partitions = first.partitions()
+    assert len(partitions) == HOURS
+    assert partitions == sorted(partitions)
+    assert first.table_counts() == {name: len(rows) for name, rows in demo_runs.tables_after_first.items()}
+    assert set(first.table_counts()) == set(EVENT_TYPES)
+    assert first.table_counts()["page"] == HOURS * PAGE_ROWS_PER_HOUR
+    assert "page views and sessions per platform per Beijing hour" in first.stdout
+
+
+def test_running_the_demo_again_gives_the_same_tables(demo_runs: TwoDemoRuns) -> None:
+    assert demo_runs.second.partitions() == demo_runs.first.partitions()
+    assert demo_runs.second.table_counts() == demo_runs.first.table_counts()
+    assert demo_runs.tables_after_second == demo_runs.tables_after_first
+
+
+def test_the_demo_stops_its_export_server(demo_runs: TwoDemoRuns) -> None:
+    assert not port_is_open(demo_runs.first.server_port)
+    assert not port_is_open(demo_runs.second.server_port)
