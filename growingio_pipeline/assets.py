@@ -115,8 +115,16 @@ def _asset_spec(event_type: EventType) -> dg.AssetSpec:
 
 
 def _table_schema(event_type: EventType) -> dg.TableSchema:
+    vendor_names = {column.name: column.vendor_name for column in event_type.columns}
     return dg.TableSchema(
-        columns=[dg.TableColumn(name=name, type=duckdb_type) for name, duckdb_type in column_schema(event_type)]
+        columns=[
+            dg.TableColumn(
+                name=name,
+                type=duckdb_type,
+                description=f"GrowingIO column {vendor_names[name]}" if name in vendor_names else "lineage",
+            )
+            for name, duckdb_type in column_schema(event_type)
+        ]
     )
 
 

@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from zoneinfo import ZoneInfo
 from enum import Enum
+
+
+BEIJING = ZoneInfo("Asia/Shanghai")
+"""Export dates are Beijing time (UTC+8, no DST); file times are UTC epoch milliseconds."""
+
+RETENTION_DAYS = 15
+"""Only the most recent 15 days can be exported."""
 
 
 class ColumnKind(str, Enum):

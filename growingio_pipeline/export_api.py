@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
@@ -36,12 +36,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline.event_types import BEIJING, EVENT_TYPES
 
 logger = logging.getLogger(__name__)
-
-BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
-"""Beijing time. Asia/Shanghai has had a fixed UTC+8 offset, without DST, since 1991."""
 
 EXPORT_TYPES = ("hour", "day")
 MAX_EXPIRE_MINUTES = 10080  # the vendor's maximum link lifetime, 7 days

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-BEIJING = ZoneInfo("Asia/Shanghai")
+from growingio_pipeline.event_types import BEIJING, RETENTION_DAYS
+
 KEY_FORMATS = {"hour": "%Y%m%d%H%M", "day": "%Y%m%d"}
 """Partition key format per export type: exactly the API's ``export_date``."""
-
-RETENTION_DAYS = 15
 
 
 def default_start_date(export_type: str, now: datetime | None = None) -> str:

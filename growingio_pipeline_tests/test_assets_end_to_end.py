@@ -8,11 +8,15 @@ import dagster as dg
 import duckdb
 import pytest
 
+from growingio_pipeline.assets import build_event_assets
 from growingio_pipeline.checks import EXPORT_STATUS
 from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline.partitions import build_partitions_def
+from growingio_pipeline.resources import WarehouseResource
 from growingio_pipeline_tests.pipeline_harness import (
     FINISHED_PARTITION,
     expected_rows,
+    export_resource,
     ledger,
     loaded_rows,
     materialize_partition,
@@ -151,3 +155,23 @@ def test_a_load_that_fails_in_the_middle_keeps_the_previous_rows(make_local_serv
     assert table_snapshot(duckdb_path) == before
     failed = [row for row in ledger(duckdb_path) if row["status"] == "FAILED"]
     assert failed and all("?" not in (row["error_msg"] or "") for row in failed)
+
+
+def test_daily_partitions_load_the_day_export(local_server, duckdb_path):
+    day_assets = build_event_assets("day", build_partitions_def("day", "20261115"))
+
+    result = dg.materialize(
+        [day_assets],
+        partition_key="20261128",
+        resources={
+            "growingio": export_resource(local_server),
+            "warehouse": WarehouseResource(database=str(duckdb_path)),
+        },
+    )
+
+    assert result.success
+    assert local_server.api_calls[0].path.startswith("/v2/insights/day/")
+    assert len(loaded_rows(duckdb_path, EVENT_TYPES["page"], "20261128")) == 24 * 200, "the day's 24 hours"
+    for event_type in EVENT_TYPES.values():
+        expected = expected_rows(local_server, event_type, "20261128")
+        assert loaded_rows(duckdb_path, event_type, "20261128") == expected, event_type.name

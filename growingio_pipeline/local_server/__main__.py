@@ -7,6 +7,7 @@ import signal
 import threading
 from collections.abc import Sequence
 
+from growingio_pipeline.event_types import RETENTION_DAYS
 from growingio_pipeline.local_server.csv_writer import DEFAULT_PART_SIZE_BYTES
 from growingio_pipeline.local_server.server import LocalExportServer
 
@@ -23,7 +24,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--part-size-bytes", type=int, default=DEFAULT_PART_SIZE_BYTES)
     parser.add_argument("--calls-per-second", type=float, default=2.0)
-    parser.add_argument("--retention-days", type=int, default=15)
+    parser.add_argument("--retention-days", type=int, default=RETENTION_DAYS)
     return parser.parse_args(argv)
 
 

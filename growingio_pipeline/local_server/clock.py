@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
-BEIJING = ZoneInfo("Asia/Shanghai")
-"""The vendor's export dates are Beijing time (UTC+8, no DST)."""
+from growingio_pipeline.event_types import BEIJING
 
 HOUR_FORMAT = "%Y%m%d%H"
 DAY_FORMAT = "%Y%m%d"

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 
-from growingio_pipeline.event_types import EVENT_TYPES, get_event_type
+from growingio_pipeline.event_types import EVENT_TYPES, RETENTION_DAYS, get_event_type
 from growingio_pipeline.local_server.clock import BEIJING, parse_export_date, utc_now
 from growingio_pipeline.local_server.csv_writer import (
     DEFAULT_COMPRESSLEVEL,
@@ -144,7 +144,7 @@ class LocalExportServer:
         error_hours: Mapping[str, str] | None = None,
         running_polls: int = 0,
         calls_per_second: float = 2.0,
-        retention_days: int = 15,
+        retention_days: int = RETENTION_DAYS,
         compresslevel: int = DEFAULT_COMPRESSLEVEL,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
