@@ -20,7 +20,7 @@ from growingio_pipeline.ingest import (
 )
 from growingio_pipeline.partitions import utc_window
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
-from growingio_pipeline.warehouse import column_schema, ensure_schema
+from growingio_pipeline.warehouse import LoadStatus, column_schema, ensure_schema
 
 PREVIEW_ROWS = 5
 PREVIEW_CELL_CHARS = 40
@@ -49,13 +49,13 @@ def build_event_assets(export_type: str, partitions_def: dg.PartitionsDefinition
             try:
                 export = client.wait_for_export(export_type, context.partition_key)
             except ExportStillRunning as still_running:
-                _record(warehouse, attempt, event_types, "RUNNING", str(still_running))
+                _record(warehouse, attempt, event_types, LoadStatus.RUNNING, str(still_running))
                 raise dg.RetryRequested(
                     max_retries=growingio.running_max_retries, seconds_to_wait=growingio.running_retry_after_s
                 ) from still_running
             except Exception as failure:
                 # The ledger records every attempt, also one the API never answered usably.
-                _record(warehouse, attempt, event_types, "FAILED", str(failure))
+                _record(warehouse, attempt, event_types, LoadStatus.FAILED, str(failure))
                 raise
             context.log.info(f"export {context.partition_key}: {export.status.value} (requestTime {export.request_time})")
             if export.status is not ExportStatus.FINISHED:
@@ -65,7 +65,7 @@ def build_event_assets(export_type: str, partitions_def: dg.PartitionsDefinition
                 try:
                     staged = [stage_event_type(client, export, event_type, Path(workdir)) for event_type in event_types]
                 except Exception as failure:
-                    _record(warehouse, attempt, event_types, "FAILED", str(failure))
+                    _record(warehouse, attempt, event_types, LoadStatus.FAILED, str(failure))
                     raise
                 results, failure = _write_partition(context, warehouse, attempt, export, staged)
                 # Dagster stores these events only now, with the file lock released: on a busy instance that
@@ -94,7 +94,7 @@ def _write_partition(
             try:
                 load = write_staged(conn, staged_type, attempt, window)
             except Exception as failure:
-                record_unloaded(conn, attempt, [staged_type.event_type], "FAILED", str(failure))
+                record_unloaded(conn, attempt, [staged_type.event_type], LoadStatus.FAILED, str(failure))
                 return results, failure
             results.append(_materialize_result(context, conn, export, load))
     return results, None
@@ -144,7 +144,7 @@ def _unloaded_results(
     export: ExportResult,
 ) -> Iterator[dg.AssetCheckResult]:
     """NOT_EXISTS warns and ERROR fails; the tables keep the rows they had."""
-    _record(warehouse, attempt, event_types, export.status.value, export.error_msg)
+    _record(warehouse, attempt, event_types, LoadStatus(export.status.value), export.error_msg)
     yield from _selected(context, [export_status_result(event_type, export) for event_type in event_types])
     if export.status is ExportStatus.ERROR:
         raise dg.Failure(
@@ -161,7 +161,7 @@ def _record(
     warehouse: WarehouseResource,
     attempt: PartitionAttempt,
     event_types: Sequence[EventType],
-    status: str,
+    status: LoadStatus,
     error_msg: str,
 ) -> None:
     with warehouse.connect() as conn:

@@ -17,7 +17,7 @@ import duckdb
 from growingio_pipeline.event_types import EventType
 from growingio_pipeline.export_api import ExportClient, ExportResult
 from growingio_pipeline.parsing import ParsedPart, parse_part
-from growingio_pipeline.warehouse import LoadAttempt, LoadSummary, record_attempt, replace_partition
+from growingio_pipeline.warehouse import LoadAttempt, LoadStatus, LoadSummary, record_attempt, replace_partition
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def record_unloaded(
     conn: duckdb.DuckDBPyConnection,
     attempt: PartitionAttempt,
     event_types: Sequence[EventType],
-    status: str,
+    status: LoadStatus,
     error_msg: str,
 ) -> None:
     """Ledger rows for an attempt that loaded nothing (NOT_EXISTS, ERROR, RUNNING, or a failure)."""
@@ -123,7 +123,7 @@ def record_unloaded(
                 event_type=event_type.name,
                 partition_key=attempt.partition_key,
                 export_type=attempt.export_type,
-                status=status,
+                status=status.value,
                 error_msg=error_msg,
                 started_at=attempt.started_at,
             ),
