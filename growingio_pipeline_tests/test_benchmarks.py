@@ -49,3 +49,15 @@ def test_local_server_benchmark_serves_every_part_with_its_content_length() -> N
 
     assert "3,000 page rows" in output
     assert re.search(r"^write_csv_parts vs the reference: [\d.]+x faster$", output, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_backfill_concurrency_benchmark_loads_exactly_the_generated_rows_at_each_concurrency() -> None:
+    output = run_benchmark(
+        "backfill_concurrency_benchmark.py", "--partitions", "3", "--rows-per-hour", "300", "--concurrency", "1", "2"
+    )
+
+    assert re.search(r"^1 at a time: 3 partitions in .*rows as generated: True$", output, re.MULTILINE)
+    assert re.search(r"^2 at a time: 3 partitions in .*rows as generated: True$", output, re.MULTILINE)
+    assert re.search(r"^speed-up of 2 at a time over 1: [\d.]+x$", output, re.MULTILINE)
+    assert "every table holds exactly the generator's rows at every concurrency" in output
