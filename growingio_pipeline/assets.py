@@ -1,8 +1,6 @@
 """The ten event-type tables as one multi-asset: one API call per partition, one asset per type."""
 
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -20,6 +18,7 @@ from growingio_pipeline.ingest import (
 )
 from growingio_pipeline.partitions import utc_window
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
+from growingio_pipeline.staging import staging_directory
 from growingio_pipeline.warehouse import LoadStatus, column_schema, ensure_schema
 
 PREVIEW_ROWS = 5
@@ -61,9 +60,9 @@ def build_event_assets(export_type: str, partitions_def: dg.PartitionsDefinition
             if export.status is not ExportStatus.FINISHED:
                 yield from _unloaded_results(context, warehouse, attempt, event_types, export)
                 return
-            with tempfile.TemporaryDirectory(prefix="growingio-") as workdir:
+            with staging_directory(warehouse.staging_root) as workdir:
                 try:
-                    staged = [stage_event_type(client, export, event_type, Path(workdir)) for event_type in event_types]
+                    staged = [stage_event_type(client, export, event_type, workdir) for event_type in event_types]
                 except Exception as failure:
                     _record(warehouse, attempt, event_types, LoadStatus.FAILED, str(failure))
                     raise

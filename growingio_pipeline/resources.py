@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -20,6 +21,7 @@ from growingio_pipeline.warehouse import SCHEMA, WRITE_CONNECTION_CONFIG
 
 DEFAULT_BASE_URL = "https://www.growingio.com"
 DEFAULT_DUCKDB_PATH = "data/growingio_events.duckdb"
+STAGING_FOLDER = ".growingio-staging"
 _LOCK_RETRY_FIRST_S = 0.05
 _LOCK_RETRY_MAX_S = 1.0
 
@@ -87,6 +89,13 @@ class WarehouseResource(DuckDBResource):
     lock_timeout_s: float = Field(
         default=300.0, description="How long to wait while another process holds the DuckDB file's write lock."
     )
+
+    @property
+    def staging_root(self) -> Path:
+        """Where runs stage downloaded and parsed parts: beside the DuckDB file, not in a /tmp that may be RAM."""
+        if self.database == ":memory:":
+            return Path(tempfile.gettempdir()) / STAGING_FOLDER
+        return Path(self.database).parent / STAGING_FOLDER
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:

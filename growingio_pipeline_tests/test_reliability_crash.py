@@ -1,4 +1,5 @@
-"""A load killed with SIGKILL while its DuckDB transaction is open leaves the table as it was.
+"""A load killed with SIGKILL while its DuckDB transaction is open leaves the table as it was, and
+the next run removes the staged parts the killed one left behind.
 
 The run happens in its own process group (``reliability_worker``). The partition it loads is large, so
 its insert writes new blocks to the DuckDB file for a while before committing; the test watches the
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from growingio_pipeline.resources import STAGING_FOLDER
 from growingio_pipeline_tests.reliability_support import (
     FINISHED_PARTITION,
     assert_partition_equals_ground_truth,
@@ -89,9 +91,12 @@ def test_sigkill_inside_the_open_transaction_leaves_the_table_and_the_next_run_c
         pytest.fail(f"the kill never landed inside the transaction in {KILL_ATTEMPTS} attempts")
 
     assert not [row for row in new_ledger_rows(duckdb_path, before_ledger) if row["status"] == "LOADED"]
+    staging_root = duckdb_path.parent / STAGING_FOLDER
+    assert list(staging_root.glob(f"run-{worker.pid}-*")), "the killed run had staged its parts"
 
     result = run_partition(large_server, duckdb_path, selection=["page"])
 
     assert result.success
+    assert not list(staging_root.iterdir()), "the next run removed the killed run's staged parts, then its own"
     assert_partition_equals_ground_truth(large_server, duckdb_path, ["page"])
     assert [row["status"] for row in new_ledger_rows(duckdb_path, before_ledger)] == ["LOADED"]

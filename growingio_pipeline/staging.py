@@ -1,0 +1,55 @@
+"""Working directories for downloaded and staged parts, one per loading process.
+
+A process killed mid-load (SIGKILL, OOM, a lost machine) cannot remove its directory, and a busy
+hour's staged parts take hundreds of megabytes. So each directory is named after its process, and
+opening a new one first removes those whose process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+_DIRECTORY_NAME = re.compile(r"run-(\d+)-[0-9a-f]+")
+
+
+def _process_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def sweep_abandoned(root: Path) -> list[Path]:
+    """Remove the working directories under ``root`` whose process no longer exists; those removed."""
+    removed = []
+    for directory in root.glob("run-*"):
+        match = _DIRECTORY_NAME.fullmatch(directory.name)
+        if match and directory.is_dir() and not _process_is_alive(int(match.group(1))):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
+@contextmanager
+def staging_directory(root: Path) -> Iterator[Path]:
+    """A fresh working directory under ``root`` for this process, removed on exit.
+
+    Directories that killed processes left under ``root`` are removed first.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    sweep_abandoned(root)
+    directory = root / f"run-{os.getpid()}-{secrets.token_hex(4)}"
+    directory.mkdir()
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

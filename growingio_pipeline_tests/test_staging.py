@@ -1,0 +1,62 @@
+"""Working directories for staged parts: one per process, removed on exit, and swept once their process is gone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from growingio_pipeline.staging import staging_directory, sweep_abandoned
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_the_directory_is_this_process_and_is_removed_on_exit(tmp_path: Path) -> None:
+    with staging_directory(tmp_path / "staging") as directory:
+        (directory / "part.arrow").write_bytes(b"staged")
+        assert directory.parent == tmp_path / "staging"
+        assert directory.name.startswith(f"run-{os.getpid()}-")
+
+    assert not directory.exists()
+
+
+def test_the_directory_is_removed_when_the_load_fails(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="load failed"), staging_directory(tmp_path) as directory:
+        (directory / "part.arrow").write_bytes(b"staged")
+        raise RuntimeError("load failed")
+
+    assert not directory.exists()
+
+
+def test_directories_of_ended_processes_are_swept_and_the_rest_kept(tmp_path: Path) -> None:
+    abandoned = tmp_path / f"run-{dead_pid()}-0a1b2c3d"
+    (abandoned / "nested").mkdir(parents=True)
+    (abandoned / "nested" / "part.arrow").write_bytes(b"x" * 1024)
+    live = tmp_path / f"run-{os.getpid()}-deadbeef"
+    live.mkdir()
+    unrelated = [tmp_path / "notes", tmp_path / "run-abc-12", tmp_path / f"run-{dead_pid()}-0a1b.txt"]
+    unrelated[0].mkdir()
+    unrelated[1].mkdir()
+    unrelated[2].write_text("a file, not a working directory")
+
+    with staging_directory(tmp_path) as directory:
+        assert not abandoned.exists()
+        assert live.exists() and all(path.exists() for path in unrelated)
+        assert directory.exists()
+
+
+def test_sweep_reports_what_it_removed(tmp_path: Path) -> None:
+    abandoned = [tmp_path / f"run-{dead_pid()}-{index:08x}" for index in range(2)]
+    for directory in abandoned:
+        directory.mkdir()
+
+    assert sorted(sweep_abandoned(tmp_path)) == sorted(abandoned)
+    assert sweep_abandoned(tmp_path) == []
