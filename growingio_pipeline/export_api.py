@@ -498,8 +498,8 @@ class ExportClient:
                 problem, retry_after = f"HTTP {status}", _retry_after_seconds(headers)
             if attempt == settings.max_retries:
                 raise ApiUnavailableError(
-                    f"GrowingIO export API at {redact_url(url)} failed {attempt + 1} times; "
-                    f"last: {problem}",
+                    f"GrowingIO export API at {redact_url(url)} failed {attempt + 1} "
+                    f"time{'s' if attempt else ''}; last: {problem}",
                     status,
                 )
             delay = self._retry_delay(attempt, retry_after)

@@ -12,8 +12,10 @@ from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline_tests.csv_fixtures import dialect_text
 
 RAW_BYTES_TARGET = 900 * 1024 * 1024
-PEAK_RSS_BOUND = 700 * 1024 * 1024
-"""Generous: measured about 380 MB (interpreter and libraries included) for this 900 MB part."""
+PEAK_RSS_BOUND = 1024 * 1024 * 1024
+"""The promise for one 64 MB part, here for a part three times its raw size. Measured 430-460 MiB,
+once 721 MiB in a full-suite run (interpreter and libraries are 130 MiB): the peak depends on when
+the allocators give memory back, so the bound is the promise, not the typical figure."""
 
 _MEASURE = """
 import json, resource, sys

@@ -76,7 +76,7 @@ FAILING = {
     ),
     "api_429_persistent": FaultCase(
         _spend_rate_limit, server_settings={"calls_per_second": 0.1}, run_settings={"max_retries": 0},
-        error=r"failed 1 times; last: HTTP 429", ledger_status="FAILED",
+        error=r"failed 1 time; last: HTTP 429", ledger_status="FAILED",
     ),
     "api_stall_persistent": FaultCase(
         lambda s: s.faults.stall_next_api_calls(100, 30.0), run_settings={"read_timeout_s": 0.3, "max_retries": 1},
