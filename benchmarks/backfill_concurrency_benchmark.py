@@ -48,7 +48,7 @@ def run_one_partition(base_url: str, token: str, project_id: str, database: str,
     connect_seconds: list[float] = []
     connect = WarehouseResource._connect_when_unlocked
 
-    def timed_connect(self: WarehouseResource):  # noqa: ANN202 (a stand-in with the same signature)
+    def timed_connect(self: WarehouseResource) -> duckdb.DuckDBPyConnection:
         started = time.perf_counter()
         try:
             return connect(self)
