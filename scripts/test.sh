@@ -4,10 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-venv.sh test
 if ! command -v chromium >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "installing Debian's chromium for the UI test"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
+  as_root=""
+  [ "$(id -u)" = 0 ] || as_root="sudo -n"
+  echo "installing Debian's chromium for the UI test"
+  if ! { $as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq chromium >/dev/null; }; then
     echo "the UI test needs Debian's chromium: run 'sudo apt-get install chromium' first" >&2
   fi
 fi
