@@ -1,8 +1,9 @@
 """Working directories for downloaded and staged parts, one per loading process.
 
 A process killed mid-load (SIGKILL, OOM, a lost machine) cannot remove its directory, and a busy
-hour's staged parts take hundreds of megabytes. So each directory is named after its process, and
-opening a new one first removes those whose process is gone.
+hour's staged parts take hundreds of megabytes. So each directory is named after its host and
+process, and opening a new one first removes those of this host whose process is gone. Directories
+of other hosts sharing the folder are left alone: their process ids mean nothing here.
 """
 
 from __future__ import annotations
@@ -11,11 +12,21 @@ import os
 import re
 import secrets
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-_DIRECTORY_NAME = re.compile(r"run-(\d+)-[0-9a-f]+")
+_DIRECTORY_NAME = re.compile(r"run-(?P<host>[\w.-]+)-(?P<pid>\d+)-[0-9a-f]{8}")
+
+
+def _host() -> str:
+    return re.sub(r"[^\w.-]", "_", socket.gethostname()) or "localhost"
+
+
+def directory_name(pid: int) -> str:
+    """A new working directory's name for process ``pid`` of this host."""
+    return f"run-{_host()}-{pid}-{secrets.token_hex(4)}"
 
 
 def _process_is_alive(pid: int) -> bool:
@@ -29,11 +40,16 @@ def _process_is_alive(pid: int) -> bool:
 
 
 def sweep_abandoned(root: Path) -> list[Path]:
-    """Remove the working directories under ``root`` whose process no longer exists; those removed."""
+    """Remove the working directories under ``root`` whose process on this host no longer exists; those removed."""
     removed = []
     for directory in root.glob("run-*"):
         match = _DIRECTORY_NAME.fullmatch(directory.name)
-        if match and directory.is_dir() and not _process_is_alive(int(match.group(1))):
+        if (
+            match
+            and match["host"] == _host()
+            and directory.is_dir()
+            and not _process_is_alive(int(match["pid"]))
+        ):
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(directory)
     return removed
@@ -47,7 +63,7 @@ def staging_directory(root: Path) -> Iterator[Path]:
     """
     root.mkdir(parents=True, exist_ok=True)
     sweep_abandoned(root)
-    directory = root / f"run-{os.getpid()}-{secrets.token_hex(4)}"
+    directory = root / directory_name(os.getpid())
     directory.mkdir()
     try:
         yield directory

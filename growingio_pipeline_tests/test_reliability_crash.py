@@ -92,7 +92,7 @@ def test_sigkill_inside_the_open_transaction_leaves_the_table_and_the_next_run_c
 
     assert not [row for row in new_ledger_rows(duckdb_path, before_ledger) if row["status"] == "LOADED"]
     staging_root = duckdb_path.parent / STAGING_FOLDER
-    assert list(staging_root.glob(f"run-{worker.pid}-*")), "the killed run had staged its parts"
+    assert list(staging_root.glob(f"run-*-{worker.pid}-*")), "the killed run had staged its parts"
 
     result = run_partition(large_server, duckdb_path, selection=["page"])
 

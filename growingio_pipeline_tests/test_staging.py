@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from growingio_pipeline.staging import staging_directory, sweep_abandoned
+from growingio_pipeline.staging import directory_name, staging_directory, sweep_abandoned
 
 
 def dead_pid() -> int:
@@ -23,7 +23,8 @@ def test_the_directory_is_this_process_and_is_removed_on_exit(tmp_path: Path) ->
     with staging_directory(tmp_path / "staging") as directory:
         (directory / "part.arrow").write_bytes(b"staged")
         assert directory.parent == tmp_path / "staging"
-        assert directory.name.startswith(f"run-{os.getpid()}-")
+        name_without_token = directory_name(os.getpid()).rsplit("-", 1)[0]
+        assert directory.name.rsplit("-", 1)[0] == name_without_token
 
     assert not directory.exists()
 
@@ -37,24 +38,26 @@ def test_the_directory_is_removed_when_the_load_fails(tmp_path: Path) -> None:
 
 
 def test_directories_of_ended_processes_are_swept_and_the_rest_kept(tmp_path: Path) -> None:
-    abandoned = tmp_path / f"run-{dead_pid()}-0a1b2c3d"
+    abandoned = tmp_path / directory_name(dead_pid())
     (abandoned / "nested").mkdir(parents=True)
     (abandoned / "nested" / "part.arrow").write_bytes(b"x" * 1024)
-    live = tmp_path / f"run-{os.getpid()}-deadbeef"
+    live = tmp_path / directory_name(os.getpid())
     live.mkdir()
-    unrelated = [tmp_path / "notes", tmp_path / "run-abc-12", tmp_path / f"run-{dead_pid()}-0a1b.txt"]
+    other_host = tmp_path / f"run-another-host-{dead_pid()}-0a1b2c3d"
+    other_host.mkdir()
+    unrelated = [tmp_path / "notes", tmp_path / "run-abc-12", tmp_path / f"{directory_name(dead_pid())}.txt"]
     unrelated[0].mkdir()
     unrelated[1].mkdir()
     unrelated[2].write_text("a file, not a working directory")
 
     with staging_directory(tmp_path) as directory:
         assert not abandoned.exists()
-        assert live.exists() and all(path.exists() for path in unrelated)
+        assert live.exists() and other_host.exists() and all(path.exists() for path in unrelated)
         assert directory.exists()
 
 
 def test_sweep_reports_what_it_removed(tmp_path: Path) -> None:
-    abandoned = [tmp_path / f"run-{dead_pid()}-{index:08x}" for index in range(2)]
+    abandoned = [tmp_path / directory_name(dead_pid()) for _ in range(2)]
     for directory in abandoned:
         directory.mkdir()
 
