@@ -98,23 +98,34 @@ def install_timer() -> DataPathTimer:
     return timer
 
 
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def event_assets_and_resources(
+    base_url: str, token: str, project_id: str, database: str
+) -> tuple[dg.AssetsDefinition, dict[str, dg.ConfigurableResource]]:
+    """The hourly event assets of ``DAY`` onwards, and resources for this export server and DuckDB file."""
+    assets = build_event_assets("hour", build_partitions_def("hour", partition_keys(1)[0]))
+    resources = {
+        "growingio": GrowingIOExportResource(base_url=base_url, token=token, project_id=project_id),
+        "warehouse": WarehouseResource(database=database),
+    }
+    return assets, resources
+
+
 def run_backfill(server: LocalExportServer, keys: list[str], duckdb_path: Path) -> list[dict[str, float]]:
     """One Dagster run per partition; the timings of each."""
-    partitions_def = build_partitions_def("hour", keys[0])
-    assets = build_event_assets("hour", partitions_def)
-    resources = {
-        "growingio": GrowingIOExportResource(base_url=server.base_url, token=server.token, project_id=server.project_id),
-        "warehouse": WarehouseResource(database=str(duckdb_path)),
-    }
+    assets, resources = event_assets_and_resources(
+        server.base_url, server.token, server.project_id, str(duckdb_path)
+    )
     timer = install_timer()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     figures = []
     with dg.DagsterInstance.ephemeral() as instance:
         for key in keys:
             timer.reset()
             started = time.perf_counter()
             result = dg.materialize(
-                [assets], partition_key=key, resources=resources, instance=instance, run_config=quiet
+                [assets], partition_key=key, resources=resources, instance=instance, run_config=QUIET_RUN_CONFIG
             )
             wall = time.perf_counter() - started
             events = _event_times(instance, result.run_id)

@@ -29,22 +29,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import dagster as dg
 import duckdb
-from backfill_benchmark import SERVER_NOW, partition_keys
+from backfill_benchmark import QUIET_RUN_CONFIG, SERVER_NOW, event_assets_and_resources, partition_keys
 
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.local_server import FrozenClock, LocalExportServer
 from growingio_pipeline.local_server.generator import row_count
+from growingio_pipeline.resources import WarehouseResource
 
 
 def run_one_partition(base_url: str, token: str, project_id: str, database: str, key: str) -> dict[str, float]:
     """In a child process: materialize one partition; its run time and the time spent waiting for the lock."""
-    import dagster as dg
-
-    from growingio_pipeline.assets import build_event_assets
-    from growingio_pipeline.partitions import build_partitions_def
-    from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
-
     connect_seconds: list[float] = []
     connect = WarehouseResource._connect_when_unlocked
 
@@ -56,17 +52,9 @@ def run_one_partition(base_url: str, token: str, project_id: str, database: str,
             connect_seconds.append(time.perf_counter() - started)
 
     WarehouseResource._connect_when_unlocked = timed_connect
-    partitions_def = build_partitions_def("hour", partition_keys(1)[0])
+    assets, resources = event_assets_and_resources(base_url, token, project_id, database)
     started = time.perf_counter()
-    result = dg.materialize(
-        [build_event_assets("hour", partitions_def)],
-        partition_key=key,
-        resources={
-            "growingio": GrowingIOExportResource(base_url=base_url, token=token, project_id=project_id),
-            "warehouse": WarehouseResource(database=database),
-        },
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-    )
+    result = dg.materialize([assets], partition_key=key, resources=resources, run_config=QUIET_RUN_CONFIG)
     return {
         "run_s": time.perf_counter() - started, "lock_wait_s": sum(connect_seconds),
         "success": result.success,
