@@ -115,9 +115,7 @@ def event_assets_and_resources(
 
 def run_backfill(server: LocalExportServer, keys: list[str], duckdb_path: Path) -> list[dict[str, float]]:
     """One Dagster run per partition; the timings of each."""
-    assets, resources = event_assets_and_resources(
-        server.base_url, server.token, server.project_id, str(duckdb_path)
-    )
+    assets, resources = event_assets_and_resources(server.base_url, server.token, server.project_id, str(duckdb_path))
     timer = install_timer()
     figures = []
     with dg.DagsterInstance.ephemeral() as instance:
@@ -150,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.partitions <= 24:
         parser.error("--partitions must be 1..24 (the hours of one day)")
     keys = partition_keys(args.partitions)
-    server = LocalExportServer(
-        rows_per_hour=args.rows_per_hour, clock=FrozenClock(SERVER_NOW), cache_bytes=8 * 1024**3
-    )
+    server = LocalExportServer(rows_per_hour=args.rows_per_hour, clock=FrozenClock(SERVER_NOW), cache_bytes=8 * 1024**3)
     with server, tempfile.TemporaryDirectory(prefix="growingio-backfill-") as workdir:
         started = time.perf_counter()
         server.prepare(key[:10] for key in keys)
@@ -171,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     def overhead(figure: dict[str, float]) -> float:
         return figure["run"] - figure["data_path"]
 
-    print(f"\n{len(keys)} partitions x 10 types: {rows:,} rows in {total:.1f} s ({rows / total:,.0f} rows/s end to end)")
+    print(
+        f"\n{len(keys)} partitions x 10 types: {rows:,} rows in {total:.1f} s ({rows / total:,.0f} rows/s end to end)"
+    )
     print(f"rows per table: {counts}")
     print(
         f"per partition, median: run {median('run'):.2f} s, step {median('step'):.2f} s, "

@@ -56,7 +56,8 @@ def run_one_partition(base_url: str, token: str, project_id: str, database: str,
     started = time.perf_counter()
     result = dg.materialize([assets], partition_key=key, resources=resources, run_config=QUIET_RUN_CONFIG)
     return {
-        "run_s": time.perf_counter() - started, "lock_wait_s": sum(connect_seconds),
+        "run_s": time.perf_counter() - started,
+        "lock_wait_s": sum(connect_seconds),
         "success": result.success,
     }
 
@@ -66,7 +67,9 @@ def launch(server: LocalExportServer, database: Path, key: str) -> dict[str, flo
     started = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, __file__, "--child", server.base_url, server.token, server.project_id, str(database), key],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if completed.returncode != 0:
         raise RuntimeError(f"the run of {key} failed:\n{completed.stderr[-3000:]}")
@@ -116,9 +119,7 @@ def main() -> int:
     args = parser.parse_args()
     keys = partition_keys(args.partitions)
     expected = expected_rows(keys, args.rows_per_hour)
-    server = LocalExportServer(
-        rows_per_hour=args.rows_per_hour, clock=FrozenClock(SERVER_NOW), cache_bytes=8 * 1024**3
-    )
+    server = LocalExportServer(rows_per_hour=args.rows_per_hour, clock=FrozenClock(SERVER_NOW), cache_bytes=8 * 1024**3)
     results = {}
     with server, tempfile.TemporaryDirectory(prefix="growingio-concurrency-") as workdir:
         server.prepare(key[:10] for key in keys)
@@ -136,7 +137,9 @@ def main() -> int:
     slowest = min(results)
     for concurrency, result in results.items():
         if concurrency != slowest:
-            print(f"speed-up of {concurrency} at a time over {slowest}: {results[slowest]['wall_s'] / result['wall_s']:.2f}x")
+            print(
+                f"speed-up of {concurrency} at a time over {slowest}: {results[slowest]['wall_s'] / result['wall_s']:.2f}x"
+            )
     mismatched = [c for c, r in results.items() if r["counts"] != expected]
     if mismatched:
         print(f"rows differ from the generator's at concurrency {mismatched}", file=sys.stderr)

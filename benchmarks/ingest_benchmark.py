@@ -95,9 +95,7 @@ def _load_project(conn, part_paths: list[Path], staging_dir: Path) -> tuple[int,
 
     event_type = get_event_type(EVENT_TYPE)
     started = time.perf_counter()
-    parts = [
-        parse_part(event_type, path, source=f"bench/{path.name}", staging_dir=staging_dir) for path in part_paths
-    ]
+    parts = [parse_part(event_type, path, source=f"bench/{path.name}", staging_dir=staging_dir) for path in part_paths]
     parsed = time.perf_counter()
     summary = replace_partition(conn, event_type, PARTITION_KEY, parts)
     for part in parts:
@@ -107,9 +105,7 @@ def _load_project(conn, part_paths: list[Path], staging_dir: Path) -> tuple[int,
 
 def _load_duckdb(conn, part_paths: list[Path]) -> tuple[int, dict[str, float]]:
     files = ", ".join(f"'{path}'" for path in part_paths)
-    source = (
-        f"read_csv([{files}], escape='\\', quote='\"', header=true, all_varchar=true, allow_quoted_nulls=false)"
-    )
+    source = f"read_csv([{files}], escape='\\', quote='\"', header=true, all_varchar=true, allow_quoted_nulls=false)"
     conn.begin()
     [(rows,)] = conn.execute(f"INSERT INTO growingio.{EVENT_TYPE} BY NAME {_typed_select(source)}").fetchall()
     conn.commit()
@@ -205,7 +201,9 @@ def differing_rows(reference_db: Path, other_db: Path, *, empty_is_null: bool) -
     table = f"growingio.{EVENT_TYPE}"
 
     def missing(left: str, right: str) -> int:
-        query = f"SELECT count(*) FROM (SELECT {items} FROM {left}.{table} EXCEPT ALL SELECT {items} FROM {right}.{table})"
+        query = (
+            f"SELECT count(*) FROM (SELECT {items} FROM {left}.{table} EXCEPT ALL SELECT {items} FROM {right}.{table})"
+        )
         return conn.execute(query).fetchall()[0][0]
 
     return missing("reference", "other"), missing("other", "reference")
@@ -232,14 +230,16 @@ def benchmark(part_path: Path, workdir: Path, reps: int) -> dict[str, list[dict[
     """Every engine ``reps`` times, the order rotated each repetition; results by engine."""
     results: dict[str, list[dict[str, object]]] = {engine: [] for engine in ENGINES}
     for rep in range(reps):
-        order = ENGINES[rep % len(ENGINES):] + ENGINES[: rep % len(ENGINES)]
+        order = ENGINES[rep % len(ENGINES) :] + ENGINES[: rep % len(ENGINES)]
         for engine in order:
             result = measure(engine, [part_path], workdir / f"{engine}.duckdb")
             results[engine].append(result)
             print(
                 f"  rep {rep + 1} {engine:8s} {result['seconds']:6.2f} s  {result['rows'] / result['seconds']:>9,.0f} rows/s"
                 f"  cpu {result['cpu_s']:5.1f} s  peak {_mib(result['peak_rss'])}"
-                + "".join(f"  {key} {value:.2f}" for key, value in result.items() if key.endswith("_s") and key != "cpu_s"),
+                + "".join(
+                    f"  {key} {value:.2f}" for key, value in result.items() if key.endswith("_s") and key != "cpu_s"
+                ),
                 flush=True,
             )
     return results
@@ -260,9 +260,13 @@ def report(results: dict[str, list[dict[str, object]]], workdir: Path) -> bool:
     print(f"rows loaded: {rows}")
     same = len({count for counts in rows.values() for count in counts}) == 1
     for engine, empty_is_null in (("duckdb", False), ("pandas", True)):
-        missing, extra = differing_rows(workdir / "project.duckdb", workdir / f"{engine}.duckdb", empty_is_null=empty_is_null)
+        missing, extra = differing_rows(
+            workdir / "project.duckdb", workdir / f"{engine}.duckdb", empty_is_null=empty_is_null
+        )
         note = " ('' read as NULL: pandas cannot tell quoted from unquoted empty fields)" if empty_is_null else ""
-        print(f"tables equal, project vs {engine}: {missing == extra == 0} ({missing} rows only in project, {extra} only in {engine}){note}")
+        print(
+            f"tables equal, project vs {engine}: {missing == extra == 0} ({missing} rows only in project, {extra} only in {engine}){note}"
+        )
         same = same and missing == extra == 0
     return same
 
@@ -307,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="page rows in the part")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each engine (0: memory run only)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/growingio-ingest-benchmark"))
-    parser.add_argument("--memory-parts", type=int, default=0, help="also load the part this many times in one partition")
+    parser.add_argument(
+        "--memory-parts", type=int, default=0, help="also load the part this many times in one partition"
+    )
     parser.add_argument("--profile", action="store_true", help="profile the project's path and exit")
     parser.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)

@@ -87,8 +87,12 @@ def serve_once(rows: int) -> dict[str, float]:
         cold_api_s, cold_download_s, parts, size = fetch_hour(client, server)
         cached_api_s, cached_download_s, _, _ = fetch_hour(client, server)
     return {
-        "cold_s": cold_api_s + cold_download_s, "cold_api_s": cold_api_s, "cached_s": cached_api_s + cached_download_s,
-        "download_s": cached_download_s, "parts": parts, "bytes": size,
+        "cold_s": cold_api_s + cold_download_s,
+        "cold_api_s": cold_api_s,
+        "cached_s": cached_api_s + cached_download_s,
+        "download_s": cached_download_s,
+        "parts": parts,
+        "bytes": size,
     }
 
 
@@ -108,14 +112,19 @@ def stdlib_csv_gzip(rows: list[tuple[str | None, ...]], header: list[str]) -> by
 def writer_stages(rows: int) -> dict[str, float]:
     """The server's stages alone, and the plain-Python reference on the same rows."""
     generate_s, frame = timed(
-        lambda: generate_export(EVENT_TYPE, EXPORT_DATE, project_id=PROJECT_ID, seed=1, rows_per_hour=rows, enum_columns=True)
+        lambda: generate_export(
+            EVENT_TYPE, EXPORT_DATE, project_id=PROJECT_ID, seed=1, rows_per_hour=rows, enum_columns=True
+        )
     )
     write_s, _ = timed(lambda: write_csv_parts(frame, DEFAULT_PART_SIZE_BYTES, DEFAULT_COMPRESSLEVEL))
     text_rows = frame.select(pl.all().cast(pl.Utf8)).rows()
     reference_s, reference = timed(lambda: stdlib_csv_gzip(text_rows, frame.columns))
     return {
-        "generate_s": generate_s, "write_s": write_s, "reference_s": reference_s,
-        "reference_bytes": len(reference), "rows": frame.height,
+        "generate_s": generate_s,
+        "write_s": write_s,
+        "reference_s": reference_s,
+        "reference_bytes": len(reference),
+        "rows": frame.height,
     }
 
 
@@ -142,13 +151,19 @@ def main() -> None:
         return statistics.median(run[key] for run in runs)
 
     rows = stages[0]["rows"]
-    print(f"\n{rows:,} {EVENT_TYPE} rows, {median(served, 'bytes') / 2**20:.0f} MiB gzip (level {DEFAULT_COMPRESSLEVEL}), medians:")
-    print(f"served cold (generate, write, serve over HTTP): {median(served, 'cold_s'):.2f} s "
-          f"({rows / median(served, 'cold_s'):,.0f} rows/s)")
+    print(
+        f"\n{rows:,} {EVENT_TYPE} rows, {median(served, 'bytes') / 2**20:.0f} MiB gzip (level {DEFAULT_COMPRESSLEVEL}), medians:"
+    )
+    print(
+        f"served cold (generate, write, serve over HTTP): {median(served, 'cold_s'):.2f} s "
+        f"({rows / median(served, 'cold_s'):,.0f} rows/s)"
+    )
     print(f"served cached: {median(served, 'cached_s'):.2f} s; download alone {median(served, 'download_s'):.2f} s")
     print(f"generate_export: {median(stages, 'generate_s'):.2f} s; write_csv_parts: {median(stages, 'write_s'):.2f} s")
-    print(f"reference, csv module + GzipFile: {median(stages, 'reference_s'):.2f} s "
-          f"({median(stages, 'reference_bytes') / 2**20:.0f} MiB)")
+    print(
+        f"reference, csv module + GzipFile: {median(stages, 'reference_s'):.2f} s "
+        f"({median(stages, 'reference_bytes') / 2**20:.0f} MiB)"
+    )
     print(f"write_csv_parts vs the reference: {median(stages, 'reference_s') / median(stages, 'write_s'):.2f}x faster")
     print(f"peak RSS: {serving_peak_mib:,.0f} MiB after the first serving, {peak_rss_mib():,.0f} MiB at the end")
 

@@ -56,7 +56,9 @@ def build_event_assets(export_type: str, partitions_def: dg.PartitionsDefinition
                 # The ledger records every attempt, also one the API never answered usably.
                 _record(warehouse, attempt, event_types, LoadStatus.FAILED, str(failure))
                 raise
-            context.log.info(f"export {context.partition_key}: {export.status.value} (requestTime {export.request_time})")
+            context.log.info(
+                f"export {context.partition_key}: {export.status.value} (requestTime {export.request_time})"
+            )
             if export.status is not ExportStatus.FINISHED:
                 yield from _unloaded_results(context, warehouse, attempt, event_types, export)
                 return
@@ -130,9 +132,7 @@ def _table_schema(event_type: EventType) -> dg.TableSchema:
 def _selected(context: dg.AssetExecutionContext, results: Iterable[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
     """Only the check results the run selected (a subset run may leave some checks out)."""
     selected = context.selected_asset_check_keys
-    return [
-        result for result in results if dg.AssetCheckKey(result.asset_key, result.check_name) in selected
-    ]
+    return [result for result in results if dg.AssetCheckKey(result.asset_key, result.check_name) in selected]
 
 
 def _unloaded_results(

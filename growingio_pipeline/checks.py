@@ -67,11 +67,7 @@ def build_check_specs(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetC
 
 def export_status_result(event_type: EventType, export: ExportResult) -> dg.AssetCheckResult:
     """Passes on FINISHED; warns on NOT_EXISTS; fails with the errorMsg on ERROR."""
-    severity = (
-        dg.AssetCheckSeverity.WARN
-        if export.status is ExportStatus.NOT_EXISTS
-        else dg.AssetCheckSeverity.ERROR
-    )
+    severity = dg.AssetCheckSeverity.WARN if export.status is ExportStatus.NOT_EXISTS else dg.AssetCheckSeverity.ERROR
     metadata = {"status": export.status.value, "request_time": export.request_time}
     if export.error_msg:
         metadata["error_msg"] = export.error_msg

@@ -169,9 +169,7 @@ _EVENT_TYPE_LIST = (
         name="evar",
         title="Conversion variables",
         description="Conversion variables set in a session.",
-        columns=_columns(
-            "visitUserId, sessionId, time:time, sendTime:time, domain, conversionVariable:map"
-        ),
+        columns=_columns("visitUserId, sessionId, time:time, sendTime:time, domain, conversionVariable:map"),
         bucket_column="sendTime",
     ),
     EventType(
@@ -214,6 +212,4 @@ def get_event_type(name: str) -> EventType:
     try:
         return EVENT_TYPES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown GrowingIO event type {name!r}; expected one of {', '.join(EVENT_TYPES)}"
-        ) from None
+        raise ValueError(f"unknown GrowingIO event type {name!r}; expected one of {', '.join(EVENT_TYPES)}") from None

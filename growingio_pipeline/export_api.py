@@ -118,9 +118,7 @@ class ExportStillRunning(ExportApiError):
         self.data_type = data_type
         self.waited_s = waited_s
         what = f"{export_type} export {export_date}" + (f" of {data_type}" if data_type else "")
-        super().__init__(
-            f"GrowingIO {what} is still RUNNING after waiting {waited_s:.0f} s; retry later"
-        )
+        super().__init__(f"GrowingIO {what} is still RUNNING after waiting {waited_s:.0f} s; retry later")
 
 
 class ResponseFormatError(ExportApiError):
@@ -187,13 +185,19 @@ class ClientSettings:
         _check_project_id(self.project_id)
         _check_base_url(self.base_url)
         if self.client_id is not None and (
-            not isinstance(self.client_id, str) or not self.client_id.strip()
+            not isinstance(self.client_id, str)
+            or not self.client_id.strip()
             or any(char in self.client_id for char in "\r\n")
         ):
             raise ValueError("ClientSettings.client_id must be None or a non-empty single line")
         _check_expire(self.expire_minutes, ValueError)
-        for name in ("calls_per_second", "connect_timeout_s", "read_timeout_s",
-                     "running_poll_interval_s", "running_poll_max_interval_s"):
+        for name in (
+            "calls_per_second",
+            "connect_timeout_s",
+            "read_timeout_s",
+            "running_poll_interval_s",
+            "running_poll_max_interval_s",
+        ):
             _check_number(name, getattr(self, name), positive=True)
         for name in ("backoff_base_s", "backoff_max_s", "running_deadline_s"):
             _check_number(name, getattr(self, name), positive=False)
@@ -217,8 +221,7 @@ def _check_count(name: str, value: object, *, minimum: int) -> None:
 def _check_project_id(project_id: object) -> None:
     if not isinstance(project_id, str) or not _PROJECT_ID.fullmatch(project_id):
         raise ValueError(
-            f"project id must be a hex string of 8 to 64 characters (e.g. 9b0d1f56d5baff1a), "
-            f"got {project_id!r}"
+            f"project id must be a hex string of 8 to 64 characters (e.g. 9b0d1f56d5baff1a), got {project_id!r}"
         )
 
 
@@ -232,13 +235,11 @@ def _check_base_url(base_url: object) -> None:
 
 def _check_expire(expire_minutes: object, error: type[Exception]) -> None:
     if (
-        isinstance(expire_minutes, bool) or not isinstance(expire_minutes, int)
+        isinstance(expire_minutes, bool)
+        or not isinstance(expire_minutes, int)
         or not 1 <= expire_minutes <= MAX_EXPIRE_MINUTES
     ):
-        raise error(
-            f"expire must be an integer number of minutes in 1..{MAX_EXPIRE_MINUTES}, "
-            f"got {expire_minutes!r}"
-        )
+        raise error(f"expire must be an integer number of minutes in 1..{MAX_EXPIRE_MINUTES}, got {expire_minutes!r}")
 
 
 def format_export_date(moment: datetime) -> str:
@@ -266,9 +267,7 @@ def normalize_export_date(export_date: str | datetime) -> str:
     if isinstance(export_date, datetime):
         return format_export_date(export_date)
     if not isinstance(export_date, str):
-        raise InvalidRequestError(
-            f"export_date must be a str or datetime, got {type(export_date).__name__}"
-        )
+        raise InvalidRequestError(f"export_date must be a str or datetime, got {type(export_date).__name__}")
     date_format = _EXPORT_DATE_FORMATS.get(len(export_date))
     if date_format is None or not export_date.isascii() or not export_date.isdigit():
         raise InvalidRequestError(
@@ -318,8 +317,7 @@ class _RedactingLogFilter(logging.Filter):
 
 def _install_log_redaction() -> None:
     # Logger filters do not apply to child loggers' records, so each httpcore logger gets one.
-    names = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2",
-             "httpcore.proxy", "httpcore.socks")
+    names = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy", "httpcore.socks")
     for name in names:
         target = logging.getLogger(name)
         if not any(isinstance(existing, _RedactingLogFilter) for existing in target.filters):
@@ -419,7 +417,10 @@ class ExportClient:
         result = self._parse_response(response, export_type, date, data_type)
         logger.info(
             "GrowingIO %s export %s%s: %s%s",
-            export_type, date, f" ({data_type})" if data_type else "", result.status.value,
+            export_type,
+            date,
+            f" ({data_type})" if data_type else "",
+            result.status.value,
             f", parts per type {result.link_counts}" if result.download_links else "",
         )
         return result
@@ -440,17 +441,13 @@ class ExportClient:
         started = time.monotonic()
         interval = settings.running_poll_interval_s
         while True:
-            result = self.request_export(
-                export_type, export_date, data_type, expire_minutes=expire_minutes
-            )
+            result = self.request_export(export_type, export_date, data_type, expire_minutes=expire_minutes)
             if result.status is not ExportStatus.RUNNING:
                 return result
             waited = time.monotonic() - started
             remaining = settings.running_deadline_s - waited
             if remaining <= 0:
-                raise ExportStillRunning(
-                    export_type, result.requested_export_date, data_type, waited
-                )
+                raise ExportStillRunning(export_type, result.requested_export_date, data_type, waited)
             pause = min(interval, remaining)
             logger.info("export still RUNNING; polling again in %.1f s", pause)
             time.sleep(pause)
@@ -460,20 +457,16 @@ class ExportClient:
         self, export_type: str, export_date: str | datetime, data_type: str | None, expire: int
     ) -> str:
         if export_type not in EXPORT_TYPES:
-            raise InvalidRequestError(
-                f"export_type must be one of {', '.join(EXPORT_TYPES)}, got {export_type!r}"
-            )
+            raise InvalidRequestError(f"export_type must be one of {', '.join(EXPORT_TYPES)}, got {export_type!r}")
         if data_type is not None and data_type not in EVENT_TYPES:
-            raise InvalidRequestError(
-                f"data_type must be None or one of {', '.join(EVENT_TYPES)}, got {data_type!r}"
-            )
+            raise InvalidRequestError(f"data_type must be None or one of {', '.join(EVENT_TYPES)}, got {data_type!r}")
         _check_expire(expire, InvalidRequestError)
         return normalize_export_date(export_date)
 
     def _endpoint_url(self, export_type: str, date: str, data_type: str | None) -> str:
-        segments = [export_type, data_type, self.settings.project_id] if data_type else [
-            export_type, self.settings.project_id
-        ]
+        segments = (
+            [export_type, data_type, self.settings.project_id] if data_type else [export_type, self.settings.project_id]
+        )
         return f"{self.settings.base_url.rstrip('/')}/v2/insights/{'/'.join(segments)}/{date}.json"
 
     def _api_get(self, url: str, params: dict[str, Any]) -> tuple[int, bytes]:
@@ -505,7 +498,10 @@ class ExportClient:
             delay = self._retry_delay(attempt, retry_after)
             logger.warning(
                 "GrowingIO export API call failed (%s); retry %d of %d in %.2f s",
-                problem, attempt + 1, settings.max_retries, delay,
+                problem,
+                attempt + 1,
+                settings.max_retries,
+                delay,
             )
             time.sleep(delay)
             attempt += 1
@@ -517,7 +513,8 @@ class ExportClient:
                 body.extend(chunk)
                 if len(body) > _MAX_API_BODY_BYTES:
                     raise ResponseFormatError(
-                        f"body larger than {_MAX_API_BODY_BYTES} bytes", response.status_code,
+                        f"body larger than {_MAX_API_BODY_BYTES} bytes",
+                        response.status_code,
                         self._excerpt(bytes(body[:_EXCERPT_CHARS])),
                     )
             return response.status_code, response.headers, bytes(body)
@@ -563,8 +560,10 @@ class ExportClient:
             status = ExportStatus(raw_status)
         except ValueError:
             raise fail(f"unknown status {str(raw_status)[:40]!r}") from None
-        fields = {name: _optional_text(payload, name, fail)
-                  for name in ("exportDate", "requestTime", "errorMsg", "exportType", "dataType")}
+        fields = {
+            name: _optional_text(payload, name, fail)
+            for name in ("exportDate", "requestTime", "errorMsg", "exportType", "dataType")
+        }
         _check_echo(fields, export_type, date, data_type, fail)
         links: dict[str, tuple[str, ...]] = {}
         if status is ExportStatus.FINISHED:
@@ -582,9 +581,7 @@ class ExportClient:
 
     # ------------------------------------------------------------------ downloads
 
-    def download_parts(
-        self, result: ExportResult, event_type: str, dest_dir: Path
-    ) -> list[DownloadedPart]:
+    def download_parts(self, result: ExportResult, event_type: str, dest_dir: Path) -> list[DownloadedPart]:
         """Download ``event_type``'s parts of a FINISHED export into ``dest_dir``, verified.
 
         Parts download in parallel (``settings.download_concurrency``) to temporary files, then are
@@ -596,9 +593,7 @@ class ExportClient:
         own directory.
         """
         if event_type not in EVENT_TYPES:
-            raise InvalidRequestError(
-                f"event_type must be one of {', '.join(EVENT_TYPES)}, got {event_type!r}"
-            )
+            raise InvalidRequestError(f"event_type must be one of {', '.join(EVENT_TYPES)}, got {event_type!r}")
         if not isinstance(result, ExportResult) or result.status is not ExportStatus.FINISHED:
             status = getattr(result, "status", None)
             raise InvalidRequestError(f"can only download a FINISHED export, got status {status}")
@@ -619,8 +614,12 @@ class ExportClient:
                 break
             logger.warning(
                 "%d of %d %s part(s) failed (%s); asking for fresh links (refresh %d of %d)",
-                len(failures), len(links), event_type, "; ".join(failures.values()),
-                refresh + 1, self.settings.max_link_refreshes,
+                len(failures),
+                len(links),
+                event_type,
+                "; ".join(failures.values()),
+                refresh + 1,
+                self.settings.max_link_refreshes,
             )
             time.sleep(self._retry_delay(refresh, None))
             fresh = self._fresh_links(result, event_type)
@@ -629,7 +628,9 @@ class ExportClient:
             else:
                 logger.warning(
                     "fresh links list %d %s part(s) instead of %d; downloading all again",
-                    len(fresh), event_type, len(links),
+                    len(fresh),
+                    event_type,
+                    len(links),
                 )
                 _discard(done)
                 pending = list(range(len(fresh)))
@@ -641,9 +642,7 @@ class ExportClient:
         )
 
     def _fresh_links(self, result: ExportResult, event_type: str) -> tuple[str, ...]:
-        fresh = self.request_export(
-            result.export_type, result.requested_export_date or result.export_date, event_type
-        )
+        fresh = self.request_export(result.export_type, result.requested_export_date or result.export_date, event_type)
         if fresh.status is not ExportStatus.FINISHED:
             raise DownloadError(
                 f"asked for fresh {event_type} links, but the export is now {fresh.status.value}"
@@ -666,8 +665,7 @@ class ExportClient:
         workers = min(self.settings.download_concurrency, len(pending))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="growingio-download") as pool:
             futures = {
-                index: pool.submit(self._download_part, event_type, index, links[index], dest_dir)
-                for index in pending
+                index: pool.submit(self._download_part, event_type, index, links[index], dest_dir) for index in pending
             }
             for index, future in futures.items():
                 try:
@@ -676,9 +674,7 @@ class ExportClient:
                     failures[index] = f"{redact_url(links[index])}: {failure}"
         return failures
 
-    def _download_part(
-        self, event_type: str, index: int, link: str, dest_dir: Path
-    ) -> DownloadedPart:
+    def _download_part(self, event_type: str, index: int, link: str, dest_dir: Path) -> DownloadedPart:
         final_path = dest_dir / f"{event_type}-{index:05d}.csv.gz"
         fd, temp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{final_path.name}.", suffix=".tmp")
         temp_path = Path(temp_name)
@@ -734,9 +730,7 @@ def _optional_text(payload: Mapping[str, Any], name: str, fail: _Fail) -> str:
     return value
 
 
-def _check_echo(
-    fields: Mapping[str, str], export_type: str, date: str, data_type: str | None, fail: _Fail
-) -> None:
+def _check_echo(fields: Mapping[str, str], export_type: str, date: str, data_type: str | None, fail: _Fail) -> None:
     """Reject a response that describes another export than the one asked for."""
     truncated = date[:10] if export_type == "hour" else date[:8]
     returned_date = re.sub(r"\D", "", fields["exportDate"])
@@ -777,10 +771,7 @@ def _link_list(raw: list[Any], event_type: str, fail: _Fail) -> tuple[str, ...]:
         except ValueError:
             usable = False
         if not usable:
-            raise fail(
-                f"{event_type} link {index} is not an http(s) URL with a host: "
-                f"{redact_url(link)[:80]!r}"
-            )
+            raise fail(f"{event_type} link {index} is not an http(s) URL with a host: {redact_url(link)[:80]!r}")
     return tuple(raw)
 
 

@@ -57,9 +57,7 @@ class TypeLoad:
     verification: PartitionVerification
 
 
-def stage_event_type(
-    client: ExportClient, export: ExportResult, event_type: EventType, workdir: Path
-) -> StagedType:
+def stage_event_type(client: ExportClient, export: ExportResult, event_type: EventType, workdir: Path) -> StagedType:
     """Download every part of ``event_type`` in ``export`` and parse it to a staging file."""
     started_at = datetime.now(timezone.utc)
     type_dir = workdir / event_type.name

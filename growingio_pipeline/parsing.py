@@ -199,9 +199,7 @@ def _map_header(event_type: EventType, names: tuple[str, ...], label: str) -> He
             known[name] = column
     if not known:
         preview = ",".join(names)[:_HEADER_PREVIEW]
-        raise ParseError(
-            f"part {label}: header matches no {event_type.name} column (not an export CSV?): {preview!r}"
-        )
+        raise ParseError(f"part {label}: header matches no {event_type.name} column (not an export CSV?): {preview!r}")
     if len(set(unknown)) != len(unknown):
         raise ParseError(f"part {label}: header repeats an unknown column name: {unknown!r}")
     present = set(known.values())
@@ -290,9 +288,7 @@ def _arrow_batches(
         return drained
 
     def collect_invalid(row: pacsv.InvalidRow) -> str:
-        invalid_rows.append(
-            f"expected {row.expected_columns} fields, found {row.actual_columns}\0{row.text}"
-        )
+        invalid_rows.append(f"expected {row.expected_columns} fields, found {row.actual_columns}\0{row.text}")
         return "skip"
 
     read_options = pacsv.ReadOptions(block_size=block_size, use_threads=True)
@@ -384,9 +380,7 @@ def _polars_source(batch: pa.RecordBatch, header: HeaderMap) -> pl.DataFrame:
     return pl.DataFrame(batch.select(names))
 
 
-def _assemble(
-    event_type: EventType, header: HeaderMap, strings: pa.RecordBatch, typed: pl.DataFrame
-) -> pa.RecordBatch:
+def _assemble(event_type: EventType, header: HeaderMap, strings: pa.RecordBatch, typed: pl.DataFrame) -> pa.RecordBatch:
     """The staged batch: string columns from the reader, the rest from the typed polars frame."""
     schema = staged_schema(event_type)
     header_of = {column.name: name for name, column in header.known.items()}
@@ -429,9 +423,7 @@ def _move_unparsed_maps(typed: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     if not unparsed:
         return typed.with_columns(pl.lit(None, pl.Utf8).alias(UNPARSED_MAPS)), 0
     map_names = [flag.removeprefix(_VALID_MAP) for flag in flags]
-    members = [
-        _json_member(name, pl.when(~pl.col(_VALID_MAP + name)).then(pl.col(name))) for name in map_names
-    ]
+    members = [_json_member(name, pl.when(~pl.col(_VALID_MAP + name)).then(pl.col(name))) for name in map_names]
     moved = typed.with_columns(
         _json_object(members).alias(UNPARSED_MAPS),
         *(pl.when(pl.col(_VALID_MAP + name)).then(pl.col(name)).alias(name) for name in map_names),
@@ -485,9 +477,7 @@ def _extra_columns(header: HeaderMap) -> pl.Expr:
     return pl.struct([pl.col(name) for name in header.unknown_columns]).struct.json_encode()
 
 
-def _rejects(
-    batch: pa.RecordBatch, reasons: pl.Series, rejected: pl.Series, rows_before: int
-) -> pl.DataFrame:
+def _rejects(batch: pa.RecordBatch, reasons: pl.Series, rejected: pl.Series, rows_before: int) -> pl.DataFrame:
     """Rejected typed rows: their ordinal, reason, and raw fields as JSON (header -> text)."""
     raw = pl.DataFrame(batch.filter(pa.array(rejected)))
     raw_text = pl.struct(raw.columns).struct.json_encode().str.slice(0, RAW_TEXT_LIMIT)

@@ -21,9 +21,7 @@ def default_start_date(export_type: str, now: datetime | None = None) -> str:
     return first_day.strftime(KEY_FORMATS[export_type])
 
 
-def build_partitions_def(
-    export_type: str, start_date: str | None = None
-) -> dg.TimeWindowPartitionsDefinition:
+def build_partitions_def(export_type: str, start_date: str | None = None) -> dg.TimeWindowPartitionsDefinition:
     """Hourly (``hour``) or daily (``day``) partitions in Asia/Shanghai, keyed like ``export_date``.
 
     ``start_date`` is written in the key's own format (``yyyyMMddHHmm`` or ``yyyyMMdd``).
@@ -39,9 +37,7 @@ def build_partitions_def(
             f"start date {start_date!r} must be written as {key_format} for {export_type} exports"
         ) from None
     if export_type == "hour":
-        return dg.HourlyPartitionsDefinition(
-            start_date=start_date, timezone=BEIJING.key, fmt=key_format
-        )
+        return dg.HourlyPartitionsDefinition(start_date=start_date, timezone=BEIJING.key, fmt=key_format)
     return dg.DailyPartitionsDefinition(start_date=start_date, timezone=BEIJING.key, fmt=key_format)
 
 

@@ -44,12 +44,7 @@ def sweep_abandoned(root: Path) -> list[Path]:
     removed = []
     for directory in root.glob("run-*"):
         match = _DIRECTORY_NAME.fullmatch(directory.name)
-        if (
-            match
-            and match["host"] == _host()
-            and directory.is_dir()
-            and not _process_is_alive(int(match["pid"]))
-        ):
+        if match and match["host"] == _host() and directory.is_dir() and not _process_is_alive(int(match["pid"])):
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(directory)
     return removed

@@ -138,11 +138,11 @@ def _select_staged(event_type: EventType) -> str:
     """
     maps = [column.name for column in event_type.columns if column.kind is ColumnKind.MAP]
     casts = "".join(
-        f", TRY_CAST(TRY_CAST({_quote(name)} AS JSON) AS {_MAP_TYPE}) AS {_quote(_CAST_MAP + name)}"
-        for name in maps
+        f", TRY_CAST(TRY_CAST({_quote(name)} AS JSON) AS {_MAP_TYPE}) AS {_quote(_CAST_MAP + name)}" for name in maps
     )
     items = [
-        f"{_quote(_CAST_MAP + column.name)} AS {_quote(column.name)}" if column.kind is ColumnKind.MAP
+        f"{_quote(_CAST_MAP + column.name)} AS {_quote(column.name)}"
+        if column.kind is ColumnKind.MAP
         else _quote(column.name)
         for column in event_type.columns
     ]
@@ -346,9 +346,21 @@ def record_attempt(conn: duckdb.DuckDBPyConnection, attempt: LoadAttempt) -> Non
              rows_rejected, unparsed_maps, started_at, finished_at, duration_s, error_msg)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
-            attempt.attempt_id, attempt.event_type, attempt.partition_key, attempt.export_type, attempt.status,
-            attempt.parts, attempt.bytes, attempt.rows_read, attempt.rows_loaded, attempt.rows_rejected,
-            attempt.unparsed_maps, attempt.started_at, attempt.finished_at, attempt.duration_s, error_msg,
+            attempt.attempt_id,
+            attempt.event_type,
+            attempt.partition_key,
+            attempt.export_type,
+            attempt.status,
+            attempt.parts,
+            attempt.bytes,
+            attempt.rows_read,
+            attempt.rows_loaded,
+            attempt.rows_rejected,
+            attempt.unparsed_maps,
+            attempt.started_at,
+            attempt.finished_at,
+            attempt.duration_s,
+            error_msg,
         ],
     )
 

@@ -27,7 +27,9 @@ def dialect_text(header: Sequence[str], rows: Iterable[Row], *, quote_all: bool 
     return line_end.join(lines) + line_end
 
 
-def write_part(path: Path, header: Sequence[str], rows: Iterable[Row], *, quote_all: bool = True, line_end: str = "\n") -> Path:
+def write_part(
+    path: Path, header: Sequence[str], rows: Iterable[Row], *, quote_all: bool = True, line_end: str = "\n"
+) -> Path:
     """Write a gzip part at ``path`` and return ``path``."""
     path.write_bytes(gzip.compress(dialect_text(header, rows, quote_all=quote_all, line_end=line_end).encode(), 1))
     return path

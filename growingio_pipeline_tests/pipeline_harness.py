@@ -119,9 +119,7 @@ def table_snapshot(duckdb_path: Path) -> dict[str, list[tuple]]:
     snapshot = {}
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
         for event_type in EVENT_TYPES.values():
-            rows = conn.execute(
-                f"SELECT * EXCLUDE (_loaded_at) FROM {event_type.table_name}"
-            ).fetchall()
+            rows = conn.execute(f"SELECT * EXCLUDE (_loaded_at) FROM {event_type.table_name}").fetchall()
             snapshot[event_type.name] = sorted(rows, key=repr)
     return snapshot
 

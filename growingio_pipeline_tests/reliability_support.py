@@ -119,7 +119,11 @@ def start_worker(env: dict[str, str], log_path: Path, partition_key: str, *names
     with log_path.open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "growingio_pipeline_tests.reliability_worker", partition_key, *names],
-            cwd=PROJECT_ROOT, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
 

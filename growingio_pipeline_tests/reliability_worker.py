@@ -34,12 +34,18 @@ def run(partition_key: str, names: list[str]) -> bool:
     if os.environ.get("GROWINGIO_WORKER_EXECUTOR") == "multiprocess":
         with dg.DagsterInstance.get() as instance:
             result = dg.execute_job(
-                dg.reconstructable(multiprocess_job), instance=instance, tags={"dagster/partition": partition_key},
-                asset_selection=selection, raise_on_error=False,
+                dg.reconstructable(multiprocess_job),
+                instance=instance,
+                tags={"dagster/partition": partition_key},
+                asset_selection=selection,
+                raise_on_error=False,
             )
             return result.success
     result = dg.materialize(
-        [EVENT_ASSETS], partition_key=partition_key, selection=selection, resources=resources_from_env(),
+        [EVENT_ASSETS],
+        partition_key=partition_key,
+        selection=selection,
+        resources=resources_from_env(),
         raise_on_error=False,
     )
     return result.success

@@ -56,7 +56,9 @@ def test_all_checks_pass_and_metadata_describes_the_load(local_server, duckdb_pa
     assert metadata["dagster/row_count"].value == len(local_server.ground_truth("page", FINISHED_PARTITION[:10]))
     assert metadata["dagster/table_name"].value == "growingio.page"
     assert [c.name for c in metadata["dagster/column_schema"].schema.columns][:3] == [
-        "visit_user_id", "session_id", "platform",
+        "visit_user_id",
+        "session_id",
+        "platform",
     ]
     assert metadata["parts"].value > 1, "16 KiB test parts split the page export"
     assert "?" not in metadata["sources"].value, "signed link query strings never reach metadata"

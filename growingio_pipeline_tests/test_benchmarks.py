@@ -19,15 +19,19 @@ def run_benchmark(script: str, *arguments: str) -> str:
     """Run ``benchmarks/<script>`` with this interpreter; its stdout, after asserting it succeeded."""
     completed = subprocess.run(
         [sys.executable, str(REPOSITORY / "benchmarks" / script), *arguments],
-        cwd=REPOSITORY, capture_output=True, text=True, timeout=300,
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout
 
 
 def test_ingest_benchmark_loads_equal_tables_with_all_three_engines(tmp_path: Path) -> None:
-    output = run_benchmark("ingest_benchmark.py", "--rows", "3000", "--reps", "1", "--memory-parts", "2",
-                           "--workdir", str(tmp_path))
+    output = run_benchmark(
+        "ingest_benchmark.py", "--rows", "3000", "--reps", "1", "--memory-parts", "2", "--workdir", str(tmp_path)
+    )
 
     assert "rows loaded: {'project': {3000}, 'duckdb': {3000}, 'pandas': {3000}}" in output
     assert re.search(r"^tables equal, project vs duckdb: True \(0 rows only in project", output, re.MULTILINE)
@@ -41,7 +45,9 @@ def test_backfill_benchmark_loads_every_partition_and_reports_the_overhead() -> 
 
     assert re.search(r"^2 partitions x 10 types: [\d,]+ rows", output, re.MULTILINE)
     assert "'page': 600" in output
-    assert re.search(r"^orchestration overhead per partition \(run - data path\): median [\d.]+ s", output, re.MULTILINE)
+    assert re.search(
+        r"^orchestration overhead per partition \(run - data path\): median [\d.]+ s", output, re.MULTILINE
+    )
 
 
 def test_local_server_benchmark_serves_every_part_with_its_content_length() -> None:

@@ -22,9 +22,7 @@ def _clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
 
 
 def _dagster(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [DAGSTER, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([DAGSTER, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_definitions_validate_without_any_setting(tmp_path):
@@ -46,8 +44,16 @@ def test_asset_materialize_from_a_terminal_loads_every_type(local_server, tmp_pa
     )
 
     result = _dagster(
-        ["asset", "materialize", "-m", "growingio_pipeline.definitions", "--select", "*",
-         "--partition", FINISHED_PARTITION],
+        [
+            "asset",
+            "materialize",
+            "-m",
+            "growingio_pipeline.definitions",
+            "--select",
+            "*",
+            "--partition",
+            FINISHED_PARTITION,
+        ],
         env,
     )
 
@@ -67,8 +73,16 @@ def test_a_run_without_token_fails_with_a_clear_message(local_server, tmp_path):
     )
 
     result = _dagster(
-        ["asset", "materialize", "-m", "growingio_pipeline.definitions", "--select", "*",
-         "--partition", FINISHED_PARTITION],
+        [
+            "asset",
+            "materialize",
+            "-m",
+            "growingio_pipeline.definitions",
+            "--select",
+            "*",
+            "--partition",
+            FINISHED_PARTITION,
+        ],
         env,
     )
 

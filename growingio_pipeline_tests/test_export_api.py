@@ -100,8 +100,7 @@ def canned_server() -> Iterator[Callable[[int, bytes], _CannedServer]]:
 
 def canned_client(server: _CannedServer, **overrides: Any) -> ExportClient:
     values: dict[str, Any] = {"max_retries": 0, **overrides}
-    settings = ClientSettings(base_url=server.base_url, token="canned-token", project_id="9b0d1f56d5baff1a",
-                              **values)
+    settings = ClientSettings(base_url=server.base_url, token="canned-token", project_id="9b0d1f56d5baff1a", **values)
     return ExportClient(settings)
 
 
@@ -111,8 +110,7 @@ def test_finished_export_lists_links_for_every_event_type(fast_server: Any) -> N
     assert result.status is ExportStatus.FINISHED
     assert result.export_date == FINISHED_HOUR
     assert set(result.download_links) == set(EVENT_TYPES)
-    assert all(link.startswith(fast_server.base_url) for links in result.download_links.values()
-               for link in links)
+    assert all(link.startswith(fast_server.base_url) for links in result.download_links.values() for link in links)
     assert result.request_time
 
 
@@ -185,8 +183,15 @@ def test_connection_refused_is_retried_then_reported(make_local_server: Any) -> 
     server = make_local_server()
     base_url, token, project_id = server.base_url, server.token, server.project_id
     server.stop()
-    settings = ClientSettings(base_url=base_url, token=token, project_id=project_id, max_retries=1,
-                              backoff_base_s=0.01, backoff_max_s=0.02, connect_timeout_s=1.0)
+    settings = ClientSettings(
+        base_url=base_url,
+        token=token,
+        project_id=project_id,
+        max_retries=1,
+        backoff_base_s=0.01,
+        backoff_max_s=0.02,
+        connect_timeout_s=1.0,
+    )
     with ExportClient(settings) as client, pytest.raises(ApiUnavailableError, match="ConnectError"):
         client.request_export("hour", FINISHED_HOUR)
 
@@ -301,8 +306,11 @@ def test_an_unexpected_client_error_status_is_not_retried(canned_server: Any) ->
 def test_links_for_an_unknown_event_type_are_ignored_with_a_warning(
     fast_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    body = {"status": "FINISHED", "exportDate": FINISHED_HOUR,
-            "downloadLinks": {"page": ["http://127.0.0.1:1/p.gz?s=1"], "heatmap": ["http://x/h.gz"]}}
+    body = {
+        "status": "FINISHED",
+        "exportDate": FINISHED_HOUR,
+        "downloadLinks": {"page": ["http://127.0.0.1:1/p.gz?s=1"], "heatmap": ["http://x/h.gz"]},
+    }
     fast_server.override_next_api_responses(body)
     with caplog.at_level(logging.WARNING), client_for(fast_server) as client:
         result = client.request_export("hour", FINISHED_HOUR)

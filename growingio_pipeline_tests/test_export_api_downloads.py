@@ -102,8 +102,13 @@ def test_a_type_missing_from_the_all_types_response_is_asked_for(fast_server: An
     with client_for(fast_server) as client:
         result = client.request_export("hour", FINISHED_HOUR)
         partial = ExportResult(
-            result.status, result.export_type, result.export_date, result.request_time, result.error_msg,
-            {}, result.requested_export_date,
+            result.status,
+            result.export_type,
+            result.export_date,
+            result.request_time,
+            result.error_msg,
+            {},
+            result.requested_export_date,
         )
         parts = client.download_parts(partial, "page", tmp_path)
     assert len(one_type_calls(fast_server)) == 1

@@ -52,8 +52,10 @@ def test_normalize_export_date_rejects_malformed_dates(bad: object) -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("https://bucket.example.com/a/part-00000-x-c000.csv.gz?X-Amz-Signature=abc&X-Amz-Credential=k",
-         "https://bucket.example.com/a/part-00000-x-c000.csv.gz"),
+        (
+            "https://bucket.example.com/a/part-00000-x-c000.csv.gz?X-Amz-Signature=abc&X-Amz-Credential=k",
+            "https://bucket.example.com/a/part-00000-x-c000.csv.gz",
+        ),
         ("https://user:secret@host:8443/p.gz?sig=1#frag", "https://host:8443/p.gz"),
         ("http://127.0.0.1:9000/files/x.gz", "http://127.0.0.1:9000/files/x.gz"),
     ],
@@ -76,9 +78,7 @@ def test_settings_repr_hides_the_token() -> None:
 
 
 def test_result_repr_hides_links() -> None:
-    result = ExportResult(
-        ExportStatus.FINISHED, "hour", "2026112903", "", "", {"page": ("https://h/p.gz?sig=zzz",)}
-    )
+    result = ExportResult(ExportStatus.FINISHED, "hour", "2026112903", "", "", {"page": ("https://h/p.gz?sig=zzz",)})
     assert "sig=zzz" not in repr(result)
     assert result.link_counts == {"page": 1}
 

@@ -184,13 +184,12 @@ def test_bad_generator_arguments_are_rejected() -> None:
 
 
 def test_writer_encodes_nulls_empty_strings_quotes_and_backslashes_exactly() -> None:
-    frame = pl.DataFrame(
-        {"a": [None, "", 'say "hi"', "C:\\dir\\", "one\r\ntwo", "中文,逗号", "plain"], "b": ["1"] * 7}
-    )
+    frame = pl.DataFrame({"a": [None, "", 'say "hi"', "C:\\dir\\", "one\r\ntwo", "中文,逗号", "plain"], "b": ["1"] * 7})
 
-    assert to_csv_text(frame) == (
-        'a,b\n,1\n"",1\n"say \\"hi\\"",1\n"C:\\\\dir\\\\",1\n"one\r\ntwo",1\n"中文,逗号",1\nplain,1\n'
-    ).encode()
+    assert (
+        to_csv_text(frame)
+        == ('a,b\n,1\n"",1\n"say \\"hi\\"",1\n"C:\\\\dir\\\\",1\n"one\r\ntwo",1\n"中文,逗号",1\nplain,1\n').encode()
+    )
 
 
 def test_an_empty_frame_is_a_header_only_part() -> None:

@@ -57,7 +57,7 @@ AWKWARD_STRINGS: list[str | None] = [
     " 12 ",
     "1e3",
     "-0",
-    "{\"price\":\"50.0\"}",
+    '{"price":"50.0"}',
     "x" * 200_000,
 ]
 
@@ -115,9 +115,7 @@ def test_typed_columns_are_exact(tmp_path: Path) -> None:
     assert data.get_column("event_number").to_list() == [1.5, -0.25, 1000.0, 123456789.123456789, 2.0]
 
 
-TEXT_VALUES = st.one_of(
-    st.none(), st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
-)
+TEXT_VALUES = st.one_of(st.none(), st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -154,12 +152,16 @@ def test_map_values_kept_as_json_text_unusable_ones_moved_and_counted(tmp_path: 
         "not json",
     ]
     rows = [[str(i), value] for i, value in enumerate([*usable, *unusable, None])]
-    data, rejects, unparsed = parse(CUSTOM_EVENT, write_part(tmp_path / "m.csv.gz", ["sendTime", "eventVariable"], rows))
+    data, rejects, unparsed = parse(
+        CUSTOM_EVENT, write_part(tmp_path / "m.csv.gz", ["sendTime", "eventVariable"], rows)
+    )
 
     assert rejects.height == 0 and data.height == len(rows)
     assert unparsed == len(unusable)
     assert data.get_column("event_variable").to_list() == [*usable, *[None] * len(unusable), None]
-    moved = [None if text is None else pl.Series([text]).str.json_decode().item() for text in data.get_column(UNPARSED_MAPS)]
+    moved = [
+        None if text is None else pl.Series([text]).str.json_decode().item() for text in data.get_column(UNPARSED_MAPS)
+    ]
     assert moved == [None] * len(usable) + [{"event_variable": value} for value in unusable] + [None]
 
 
@@ -216,9 +218,14 @@ def test_non_numeric_bigint_and_double_rejected_with_column_and_value(tmp_path: 
 
 
 def test_parse_part_stages_data_and_rejects_and_counts(tmp_path: Path) -> None:
-    rows = [["1", "a", "{\"k\":\"v\"}", "x"], ["zz", "b", None, None], ["3", "c", "{bad}", None]]
+    rows = [["1", "a", '{"k":"v"}', "x"], ["zz", "b", None, None], ["3", "c", "{bad}", None]]
     part = write_part(tmp_path / "part-00000.csv.gz", ["sendTime", "visitUserId", "eventVariable", "extra"], rows)
-    parsed = parse_part(CUSTOM_EVENT, part, source="https://cdn.example/part-00000.csv.gz?Signature=SECRET", staging_dir=tmp_path / "stage")
+    parsed = parse_part(
+        CUSTOM_EVENT,
+        part,
+        source="https://cdn.example/part-00000.csv.gz?Signature=SECRET",
+        staging_dir=tmp_path / "stage",
+    )
 
     assert parsed.source == "https://cdn.example/part-00000.csv.gz"
     assert (parsed.rows_read, parsed.rows_rejected, parsed.unparsed_maps) == (3, 1, 1)
@@ -233,14 +240,18 @@ def test_parse_part_stages_data_and_rejects_and_counts(tmp_path: Path) -> None:
 
 
 def test_header_only_part_gives_no_rows(tmp_path: Path) -> None:
-    parsed = parse_part(PAGE, write_part(tmp_path / "h.csv.gz", ["sendTime", "title"], []), source="h", staging_dir=tmp_path)
+    parsed = parse_part(
+        PAGE, write_part(tmp_path / "h.csv.gz", ["sendTime", "title"], []), source="h", staging_dir=tmp_path
+    )
     assert parsed.rows_read == 0
     assert read_staged(parsed.staged_path).read_all().num_rows == 0
 
 
 def test_a_10_mb_field_loads(tmp_path: Path) -> None:
     huge = 'a\\"b,c\n' * (10 * 1024 * 1024 // 7)
-    part = write_part(tmp_path / "big.csv.gz", ["sendTime", "title", "page"], [["1", huge, "after"], ["2", "small", "p"]])
+    part = write_part(
+        tmp_path / "big.csv.gz", ["sendTime", "title", "page"], [["1", huge, "after"], ["2", "small", "p"]]
+    )
     with pytest.raises(RowTooLargeError, match="row is over"):
         list(read_frames(PAGE, part, source="big", block_size=1024 * 1024))
 

@@ -33,10 +33,7 @@ def write_large_page_part(path: Path) -> int:
     """A gzip part of about ``RAW_BYTES_TARGET`` uncompressed bytes (one block of rows repeated); its row count."""
     columns = [column.vendor_name for column in EVENT_TYPES["page"].columns]
     block_rows = [
-        [
-            f"visitor-{i}" if name != "sendTime" and name != "time" else str(1_795_892_400_000 + i)
-            for name in columns
-        ]
+        [f"visitor-{i}" if name != "sendTime" and name != "time" else str(1_795_892_400_000 + i) for name in columns]
         for i in range(1000)
     ]
     for i, row in enumerate(block_rows):

@@ -104,7 +104,9 @@ def test_a_file_locked_past_the_timeout_fails_the_run_with_a_clear_message(serve
     try:
         assert holder.stdout.readline().strip() == "locked"
         locked = dg.materialize(
-            [EVENT_ASSETS], partition_key=PARTITIONS[0], raise_on_error=False,
+            [EVENT_ASSETS],
+            partition_key=PARTITIONS[0],
+            raise_on_error=False,
             resources={
                 "growingio": export_resource(server),
                 "warehouse": WarehouseResource(database=str(duckdb_path), lock_timeout_s=0.5),

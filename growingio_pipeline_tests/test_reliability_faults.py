@@ -64,47 +64,62 @@ RECOVERING = {
     "truncated_download": FaultCase(lambda s: s.faults.truncate_next_downloads(2)),
     "corrupt_gzip_part": FaultCase(lambda s: s.faults.corrupt_next_downloads(2)),
     "content_length_mismatch": FaultCase(lambda s: s.faults.wrong_length_next_downloads(2)),
-    "running_then_finished": FaultCase(
-        server_settings={"running_polls": 2}, run_settings={"running_deadline_s": 30.0}
-    ),
+    "running_then_finished": FaultCase(server_settings={"running_polls": 2}, run_settings={"running_deadline_s": 30.0}),
 }
 
 FAILING = {
     "api_5xx_persistent": FaultCase(
-        lambda s: s.faults.fail_next_api_calls(100, 503), run_settings={"max_retries": 2},
-        error=r"failed 3 times; last: HTTP 503", ledger_status="FAILED",
+        lambda s: s.faults.fail_next_api_calls(100, 503),
+        run_settings={"max_retries": 2},
+        error=r"failed 3 times; last: HTTP 503",
+        ledger_status="FAILED",
     ),
     "api_429_persistent": FaultCase(
-        _spend_rate_limit, server_settings={"calls_per_second": 0.1}, run_settings={"max_retries": 0},
-        error=r"failed 1 time; last: HTTP 429", ledger_status="FAILED",
+        _spend_rate_limit,
+        server_settings={"calls_per_second": 0.1},
+        run_settings={"max_retries": 0},
+        error=r"failed 1 time; last: HTTP 429",
+        ledger_status="FAILED",
     ),
     "api_stall_persistent": FaultCase(
-        lambda s: s.faults.stall_next_api_calls(100, 30.0), run_settings={"read_timeout_s": 0.3, "max_retries": 1},
-        error=r"failed 2 times; last: ReadTimeout", ledger_status="FAILED",
+        lambda s: s.faults.stall_next_api_calls(100, 30.0),
+        run_settings={"read_timeout_s": 0.3, "max_retries": 1},
+        error=r"failed 2 times; last: ReadTimeout",
+        ledger_status="FAILED",
     ),
     "truncated_download_persistent": FaultCase(
-        lambda s: s.faults.truncate_next_downloads(1000), run_settings={"max_link_refreshes": 1},
-        error=r"could not download \d+ of \d+ page part\(s\) intact", ledger_status="FAILED",
+        lambda s: s.faults.truncate_next_downloads(1000),
+        run_settings={"max_link_refreshes": 1},
+        error=r"could not download \d+ of \d+ page part\(s\) intact",
+        ledger_status="FAILED",
     ),
     "corrupt_gzip_persistent": FaultCase(
-        lambda s: s.faults.corrupt_next_downloads(1000), run_settings={"max_link_refreshes": 1},
-        error=r"gzip check failed", ledger_status="FAILED",
+        lambda s: s.faults.corrupt_next_downloads(1000),
+        run_settings={"max_link_refreshes": 1},
+        error=r"gzip check failed",
+        ledger_status="FAILED",
     ),
     "content_length_mismatch_persistent": FaultCase(
-        lambda s: s.faults.wrong_length_next_downloads(1000), run_settings={"max_link_refreshes": 1},
-        error=r"gzip check failed", ledger_status="FAILED",
+        lambda s: s.faults.wrong_length_next_downloads(1000),
+        run_settings={"max_link_refreshes": 1},
+        error=r"gzip check failed",
+        ledger_status="FAILED",
     ),
     "expired_links": FaultCase(
-        lambda s: s.faults.expire_links_immediately(), run_settings={"max_link_refreshes": 1},
-        error=r"page part.*HTTP 403", ledger_status="FAILED",
+        lambda s: s.faults.expire_links_immediately(),
+        run_settings={"max_link_refreshes": 1},
+        error=r"page part.*HTTP 403",
+        ledger_status="FAILED",
     ),
     "running_never_finishes": FaultCase(
         server_settings={"running_polls": 10_000},
-        error=r"still RUNNING after waiting", ledger_status="RUNNING",
+        error=r"still RUNNING after waiting",
+        ledger_status="RUNNING",
     ),
     "export_error": FaultCase(
         server_settings={"error_hours": {FINISHED_PARTITION[:10]: "export job crashed: disk full"}},
-        error=r"failed on the vendor's side: export job crashed: disk full", ledger_status="ERROR",
+        error=r"failed on the vendor's side: export job crashed: disk full",
+        ledger_status="ERROR",
         ledger_error=r"^export job crashed: disk full$",
     ),
 }
@@ -152,9 +167,7 @@ def test_a_transient_fault_is_retried_and_the_partition_equals_ground_truth(faul
 
 
 @pytest.mark.parametrize("case", FAILING.values(), ids=FAILING.keys())
-def test_a_lasting_fault_fails_the_run_with_a_specific_message_and_keeps_the_rows(
-    faulty_run, case: FaultCase
-) -> None:
+def test_a_lasting_fault_fails_the_run_with_a_specific_message_and_keeps_the_rows(faulty_run, case: FaultCase) -> None:
     server, duckdb_path, result, before, attempts = faulty_run(case)
 
     assert not result.success

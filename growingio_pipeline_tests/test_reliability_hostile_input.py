@@ -206,8 +206,14 @@ def test_a_gzipped_html_page_is_not_taken_for_an_export(server, duckdb_path) -> 
 def finished(download_links: Any, **fields: Any) -> dict[str, Any]:
     """An all-types API answer for the partition, FINISHED, with these links."""
     return {
-        "status": "FINISHED", "downloadLinks": download_links, "exportType": "hour", "exportDate": EXPORT_HOUR,
-        "exportVersion": "v2", "requestTime": "2026-11-29 12:00", "errorMsg": "", **fields,
+        "status": "FINISHED",
+        "downloadLinks": download_links,
+        "exportType": "hour",
+        "exportDate": EXPORT_HOUR,
+        "exportVersion": "v2",
+        "requestTime": "2026-11-29 12:00",
+        "errorMsg": "",
+        **fields,
     }
 
 
@@ -226,8 +232,15 @@ def finished(download_links: Any, **fields: Any) -> dict[str, Any]:
         (finished({"action": ["javascript:alert(1)"]}), "action link 0 is not an http(s) URL with a host"),
     ],
     ids=[
-        "links_not_a_list", "links_not_an_object", "link_not_a_string", "status_not_a_string",
-        "export_date_not_a_string", "answer_for_another_hour", "body_not_an_object", "file_scheme", "ftp_scheme",
+        "links_not_a_list",
+        "links_not_an_object",
+        "link_not_a_string",
+        "status_not_a_string",
+        "export_date_not_a_string",
+        "answer_for_another_hour",
+        "body_not_an_object",
+        "file_scheme",
+        "ftp_scheme",
         "javascript_scheme",
     ],
 )

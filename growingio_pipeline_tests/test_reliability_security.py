@@ -141,9 +141,14 @@ def test_tables_and_columns_come_only_from_the_registry(secret_server, baseline:
     assert result.success, step_failure_message(result)
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
         tables = {
-            name: [(column, sql_type) for column, sql_type in conn.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
-                "AND table_name = ? ORDER BY ordinal_position", [SCHEMA, name]).fetchall()]
+            name: [
+                (column, sql_type)
+                for column, sql_type in conn.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+                    "AND table_name = ? ORDER BY ordinal_position",
+                    [SCHEMA, name],
+                ).fetchall()
+            ]
             for (name,) in conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [SCHEMA]
             ).fetchall()

@@ -33,7 +33,9 @@ PARTITION = "202611290300"
 
 def load(conn, event_type, tmp_path: Path, header, rows, *, name: str = "part-0.csv.gz", partition: str = PARTITION):
     part = write_part(tmp_path / name, header, rows)
-    parsed = parse_part(event_type, part, source=f"https://cdn.example/{name}?X-Signature=SECRET", staging_dir=tmp_path / "stage")
+    parsed = parse_part(
+        event_type, part, source=f"https://cdn.example/{name}?X-Signature=SECRET", staging_dir=tmp_path / "stage"
+    )
     return replace_partition(conn, event_type, partition, [parsed])
 
 
@@ -57,7 +59,10 @@ def test_ensure_schema_adds_registry_columns_missing_from_an_older_table(tmp_pat
 
 
 def test_awkward_strings_and_typed_values_round_trip_through_duckdb(conn, tmp_path: Path) -> None:
-    send_times = [datetime(2026, 11, 28, 19, 0, tzinfo=timezone.utc) + timedelta(milliseconds=i * 1001) for i in range(len(AWKWARD_STRINGS))]
+    send_times = [
+        datetime(2026, 11, 28, 19, 0, tzinfo=timezone.utc) + timedelta(milliseconds=i * 1001)
+        for i in range(len(AWKWARD_STRINGS))
+    ]
     header = ["title", "referrer", "sendTime", "time"]
     rows = [
         [value, value, str(int(t.timestamp() * 1000)), str(-1 - i)]
@@ -75,7 +80,11 @@ def test_awkward_strings_and_typed_values_round_trip_through_duckdb(conn, tmp_pa
     assert [row[2] for row in stored] == [int(t.timestamp() * 1000) for t in send_times]
     assert [row[3] for row in stored] == [-1 - i for i in range(len(rows))]
     assert {row[4:] for row in stored} == {(PARTITION, "https://cdn.example/part-0.csv.gz")}
-    sql_types = dict(conn.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'page'").fetchall())
+    sql_types = dict(
+        conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'page'"
+        ).fetchall()
+    )
     assert sql_types["send_time"] == "TIMESTAMP WITH TIME ZONE"
 
 
@@ -88,17 +97,32 @@ def test_any_table_of_strings_round_trips_through_duckdb(rows: list[tuple[str | 
             ensure_schema(connection)
             numbered = [[str(i), *row] for i, row in enumerate(rows)]
             load(connection, EVENT_TYPES["vstr"], Path(directory), ["sendTime", "visitUserId", "sessionId"], numbered)
-            stored = connection.execute("SELECT visit_user_id, session_id FROM growingio.vstr ORDER BY send_time").fetchall()
+            stored = connection.execute(
+                "SELECT visit_user_id, session_id FROM growingio.vstr ORDER BY send_time"
+            ).fetchall()
         finally:
             connection.close()
     assert stored == rows
 
 
 def test_bigint_and_double_columns_load_exactly(conn, tmp_path: Path) -> None:
-    load(conn, EVENT_TYPES["action"], tmp_path, ["sendTime", "index"], [["1", "9223372036854775807"], ["2", "-5"], ["3", None]])
-    assert conn.execute("SELECT index FROM growingio.action ORDER BY send_time").fetchall() == [(2**63 - 1,), (-5,), (None,)]
+    load(
+        conn,
+        EVENT_TYPES["action"],
+        tmp_path,
+        ["sendTime", "index"],
+        [["1", "9223372036854775807"], ["2", "-5"], ["3", None]],
+    )
+    assert conn.execute("SELECT index FROM growingio.action ORDER BY send_time").fetchall() == [
+        (2**63 - 1,),
+        (-5,),
+        (None,),
+    ]
     load(conn, CUSTOM_EVENT, tmp_path, ["sendTime", "eventNumber"], [["1", "0.1"], ["2", "1e-300"]], name="c.csv.gz")
-    assert conn.execute("SELECT event_number FROM growingio.custom_event ORDER BY send_time").fetchall() == [(0.1,), (1e-300,)]
+    assert conn.execute("SELECT event_number FROM growingio.custom_event ORDER BY send_time").fetchall() == [
+        (0.1,),
+        (1e-300,),
+    ]
 
 
 def test_map_columns_are_queryable_by_key_and_unparsable_maps_kept(conn, tmp_path: Path) -> None:
@@ -130,7 +154,9 @@ def test_maps_duckdb_refuses_are_kept_in_unparsed_maps_too(conn, tmp_path: Path)
     summary = load(conn, CUSTOM_EVENT, tmp_path, ["sendTime", "eventVariable"], rows)
 
     assert summary.unparsed_maps == 3
-    stored = conn.execute("SELECT event_variable, _unparsed_maps FROM growingio.custom_event ORDER BY send_time").fetchall()
+    stored = conn.execute(
+        "SELECT event_variable, _unparsed_maps FROM growingio.custom_event ORDER BY send_time"
+    ).fetchall()
     assert stored == [
         (None, {"event_variable": '{"a":"1","a":"2"}'}),
         (None, {"event_variable": '{"a":"1","\\u0061":"2"}'}),
@@ -144,7 +170,11 @@ def test_several_map_columns_in_one_type_are_each_cast_and_kept(conn, tmp_path: 
         name="two_maps",
         title="Two maps",
         description="A made-up type with two map columns.",
-        columns=(Column("sendTime", ColumnKind.TIME), Column("firstMap", ColumnKind.MAP), Column("secondMap", ColumnKind.MAP)),
+        columns=(
+            Column("sendTime", ColumnKind.TIME),
+            Column("firstMap", ColumnKind.MAP),
+            Column("secondMap", ColumnKind.MAP),
+        ),
         bucket_column="sendTime",
     )
     definition = ", ".join(f"{name} {sql_type}" for name, sql_type in column_schema(two_maps))
@@ -163,23 +193,39 @@ def test_several_map_columns_in_one_type_are_each_cast_and_kept(conn, tmp_path: 
 
 def test_unknown_columns_land_in_extra_columns_and_missing_ones_are_null(conn, tmp_path: Path) -> None:
     header = ["IMEI", "channelId", "eventTime", "newVendorColumn"]
-    summary = load(conn, EVENT_TYPES["ads_track_click"], tmp_path, header, [["860", "ch", "1", "v"], ["861", "ch", "2", None]])
+    summary = load(
+        conn, EVENT_TYPES["ads_track_click"], tmp_path, header, [["860", "ch", "1", "v"], ["861", "ch", "2", None]]
+    )
 
     assert summary.unknown_columns == ("newVendorColumn",)
     assert "clickUrl" in summary.missing_columns
     stored = conn.execute(
         "SELECT imei, channel_id, _extra_columns, click_url, ads_variable FROM growingio.ads_track_click ORDER BY event_time"
     ).fetchall()
-    assert stored == [("860", "ch", {"newVendorColumn": "v"}, None, None), ("861", "ch", {"newVendorColumn": None}, None, None)]
+    assert stored == [
+        ("860", "ch", {"newVendorColumn": "v"}, None, None),
+        ("861", "ch", {"newVendorColumn": None}, None, None),
+    ]
 
-    load(conn, EVENT_TYPES["ads_track_activation"], tmp_path, ["imei", "channelID", "sendTime"], [["1", "c", "1"]], name="act.csv.gz")
-    assert conn.execute("SELECT imei, channel_id, _extra_columns FROM growingio.ads_track_activation").fetchall() == [("1", "c", None)]
+    load(
+        conn,
+        EVENT_TYPES["ads_track_activation"],
+        tmp_path,
+        ["imei", "channelID", "sendTime"],
+        [["1", "c", "1"]],
+        name="act.csv.gz",
+    )
+    assert conn.execute("SELECT imei, channel_id, _extra_columns FROM growingio.ads_track_activation").fetchall() == [
+        ("1", "c", None)
+    ]
 
 
 def test_rejected_rows_go_to_rejects_with_reason_and_source_the_rest_loads(conn, tmp_path: Path) -> None:
     text = b"sendTime,index,actionRequestId\n1,1,ok\n2,x,bad-index\n3,3,extra,field\n4,4,ok2\n"
     part = write_raw_part(tmp_path / "mixed.csv.gz", text)
-    parsed = parse_part(EVENT_TYPES["action"], part, source="https://cdn.example/mixed.csv.gz?sig=SECRET", staging_dir=tmp_path)
+    parsed = parse_part(
+        EVENT_TYPES["action"], part, source="https://cdn.example/mixed.csv.gz?sig=SECRET", staging_dir=tmp_path
+    )
     summary = replace_partition(conn, EVENT_TYPES["action"], PARTITION, [parsed])
 
     assert (summary.rows_read, summary.rows_loaded, summary.rows_rejected) == (4, 2, 2)
@@ -188,28 +234,59 @@ def test_rejected_rows_go_to_rejects_with_reason_and_source_the_rest_loads(conn,
         f"SELECT event_type, partition_key, source_part, row_number, reason, raw_text FROM {REJECTS_TABLE} ORDER BY reason"
     ).fetchall()
     assert rejects == [
-        ("action", PARTITION, "https://cdn.example/mixed.csv.gz", None, "expected 3 fields, found 4", "3,3,extra,field"),
-        ("action", PARTITION, "https://cdn.example/mixed.csv.gz", 2, "index: not an integer: x",
-         '{"sendTime":"2","index":"x","actionRequestId":"bad-index"}'),
+        (
+            "action",
+            PARTITION,
+            "https://cdn.example/mixed.csv.gz",
+            None,
+            "expected 3 fields, found 4",
+            "3,3,extra,field",
+        ),
+        (
+            "action",
+            PARTITION,
+            "https://cdn.example/mixed.csv.gz",
+            2,
+            "index: not an integer: x",
+            '{"sendTime":"2","index":"x","actionRequestId":"bad-index"}',
+        ),
     ]
 
 
 def test_ledger_records_attempts_including_failures_and_updates_by_id(conn) -> None:
     started = datetime(2026, 11, 29, 3, 40, tzinfo=timezone.utc)
     running = LoadAttempt.unloaded(
-        event_type="page", partition_key=PARTITION, export_type="hour", status="RUNNING", error_msg=None, started_at=started
+        event_type="page",
+        partition_key=PARTITION,
+        export_type="hour",
+        status="RUNNING",
+        error_msg=None,
+        started_at=started,
     )
     record_attempt(conn, running)
     failed = LoadAttempt(
-        event_type="page", partition_key=PARTITION, export_type="hour", status="FAILED", started_at=started,
-        finished_at=started + timedelta(seconds=2.5), error_msg="x" * 10_000, attempt_id=running.attempt_id,
+        event_type="page",
+        partition_key=PARTITION,
+        export_type="hour",
+        status="FAILED",
+        started_at=started,
+        finished_at=started + timedelta(seconds=2.5),
+        error_msg="x" * 10_000,
+        attempt_id=running.attempt_id,
     )
     record_attempt(conn, failed)
     rows = conn.execute(f"SELECT attempt_id, status, duration_s, length(error_msg) FROM {LEDGER_TABLE}").fetchall()
     assert rows == [(running.attempt_id, "FAILED", 2.5, 2000)]
 
     with pytest.raises(ValueError, match="LOADING"):
-        LoadAttempt.unloaded(event_type="page", partition_key=PARTITION, export_type="hour", status="LOADING", error_msg=None, started_at=started)
+        LoadAttempt.unloaded(
+            event_type="page",
+            partition_key=PARTITION,
+            export_type="hour",
+            status="LOADING",
+            error_msg=None,
+            started_at=started,
+        )
 
 
 def test_loaded_attempt_carries_the_summary(conn, tmp_path: Path) -> None:

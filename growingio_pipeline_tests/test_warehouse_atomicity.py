@@ -32,7 +32,10 @@ def staged(tmp_path: Path, name: str, rows: list[list[str | None]]) -> ParsedPar
 
 
 def page_rows(prefix: str, count: int) -> list[list[str | None]]:
-    return [[str(1_795_892_400_000 + i), f"{prefix} title {i}", '{"k":"v"}' if i % 2 else "{bad", f"{prefix}-{i}"] for i in range(count)]
+    return [
+        [str(1_795_892_400_000 + i), f"{prefix} title {i}", '{"k":"v"}' if i % 2 else "{bad", f"{prefix}-{i}"]
+        for i in range(count)
+    ]
 
 
 def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
@@ -46,7 +49,9 @@ def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
 @pytest.fixture
 def loaded(conn, tmp_path: Path) -> dict[str, list[tuple]]:
     """Two partitions loaded (hour 3 with a reject), and their snapshot."""
-    replace_partition(conn, PAGE, HOUR_3, [staged(tmp_path, "h3.csv.gz", [*page_rows("h3", 5), ["oops", "x", None, "bad"]])])
+    replace_partition(
+        conn, PAGE, HOUR_3, [staged(tmp_path, "h3.csv.gz", [*page_rows("h3", 5), ["oops", "x", None, "bad"]])]
+    )
     replace_partition(conn, PAGE, HOUR_4, [staged(tmp_path, "h4.csv.gz", page_rows("h4", 3))])
     before = snapshot(conn)
     assert len(before["page"]) == 8 and len(before["rejects"]) == 1
@@ -114,8 +119,12 @@ def test_a_failed_load_still_records_its_attempt(conn, tmp_path: Path, loaded) -
     record_attempt(
         conn,
         LoadAttempt.unloaded(
-            event_type="page", partition_key=HOUR_3, export_type="hour", status="FAILED",
-            error_msg=str(raised.value), started_at=started,
+            event_type="page",
+            partition_key=HOUR_3,
+            export_type="hour",
+            status="FAILED",
+            error_msg=str(raised.value),
+            started_at=started,
         ),
     )
     assert conn.execute(f"SELECT status, error_msg <> '' FROM {LEDGER_TABLE}").fetchall() == [("FAILED", True)]
@@ -125,7 +134,9 @@ def test_a_failed_load_still_records_its_attempt(conn, tmp_path: Path, loaded) -
 def test_zero_parts_empties_only_that_partition(conn, loaded) -> None:
     summary = replace_partition(conn, PAGE, HOUR_3, [])
     assert (summary.parts, summary.rows_loaded) == (0, 0)
-    assert snapshot(conn)["page"] == [row for row in loaded["page"] if row[-2] == HOUR_4]  # (..., _partition_key, _source_part)
+    assert snapshot(conn)["page"] == [
+        row for row in loaded["page"] if row[-2] == HOUR_4
+    ]  # (..., _partition_key, _source_part)
     assert snapshot(conn)["rejects"] == []
 
 

@@ -70,9 +70,7 @@ def row_count(event_type: str, export_date: str, rows_per_hour: int) -> int:
     return math.ceil(rows_per_hour * ROWS_PER_PAGE[get_event_type(event_type).name])
 
 
-def generate_hour(
-    event_type: str, export_date: str, *, project_id: str, seed: int, rows_per_hour: int
-) -> pl.DataFrame:
+def generate_hour(event_type: str, export_date: str, *, project_id: str, seed: int, rows_per_hour: int) -> pl.DataFrame:
     """The rows of ``event_type`` in the Beijing hour ``export_date`` (yyyyMMddHH).
 
     Columns are the registry's vendor names in registry order, all ``pl.Utf8``: null for NULL,
@@ -698,9 +696,7 @@ _RECIPES: dict[str, Recipe] = {
         {"price": "50.0", "item": "101"}, {"keyword": "羽绒服,女款"}, {"quote": 'a "b" c', "slash": "d\\e"}, {}
     ),
     "page_variable": _json_maps({"pageType": "detail"}, {"category": "服装/女装"}, {"crlf": "x\r\ny"}),
-    "conversion_variable": _json_maps(
-        {"campaign": "双十一"}, {"coupon": "NEW10", "amount": "10"}, {"source": "a,b"}
-    ),
+    "conversion_variable": _json_maps({"campaign": "双十一"}, {"coupon": "NEW10", "amount": "10"}, {"source": "a,b"}),
     "visitor_variable": _json_maps({"gender": "女", "age": "25-34"}, {"vipLevel": "3"}, {"tags": '["x","y"]'}),
     "uuid": _with_nulls(_uuid_recipe("ads-uuid"), null_share=0.2),
     "platform": _pick(_PLATFORMS),

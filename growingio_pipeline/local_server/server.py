@@ -444,7 +444,7 @@ def _with_download_fault(response: _Response, fault: str | None) -> _Response:
 def _bare_token(authorization: str) -> str:
     """The token from ``Authorization: <token>`` or the older ``Authorization: Token <token>``."""
     value = authorization.strip()
-    return value[len("Token "):].strip() if value.startswith("Token ") else value
+    return value[len("Token ") :].strip() if value.startswith("Token ") else value
 
 
 def _truncated_export_date(export_type: str, file_name: str) -> str:
