@@ -16,7 +16,8 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from growingio_pipeline.export_api import ClientSettings, ExportClient
+from growingio_pipeline.auth_code_store import DEFAULT_CATALOG
+from growingio_pipeline.export_api import KEY_PAIR_FIELDS, ClientSettings, ExportClient
 from growingio_pipeline.warehouse import SCHEMA, WRITE_CONNECTION_CONFIG
 
 DEFAULT_BASE_URL = "https://www.growingio.com"
@@ -24,6 +25,13 @@ DEFAULT_DUCKDB_PATH = "data/growingio_events.duckdb"
 STAGING_FOLDER = ".growingio-staging"
 _LOCK_RETRY_FIRST_S = 0.05
 _LOCK_RETRY_MAX_S = 1.0
+_ENV_VARS = {
+    "token": "GROWINGIO_TOKEN",
+    "project_id": "GROWINGIO_PROJECT_ID",
+    "client_id": "GROWINGIO_CLIENT_ID",
+    "private_key": "GROWINGIO_PRIVATE_KEY",
+    "project_uid": "GROWINGIO_PROJECT_UID",
+}
 
 
 class GrowingIOExportResource(dg.ConfigurableResource):
@@ -32,7 +40,17 @@ class GrowingIOExportResource(dg.ConfigurableResource):
     base_url: str = Field(default=DEFAULT_BASE_URL, description="API base URL (on-premise hosts differ).")
     token: str | None = Field(default=None, description="API token, sent as the Authorization header.")
     project_id: str | None = Field(default=None, description="Project ID (`ai`), a hex string.")
-    client_id: str | None = Field(default=None, description="Legacy X-Client-Id, only if your account needs it.")
+    client_id: str | None = Field(
+        default=None, description="The project's public key, sent as X-Client-Id (key-pair mode, or if needed)."
+    )
+    private_key: str | None = Field(
+        default=None, description="Key-pair mode (no token): the project's private key, signs the code request."
+    )
+    project_uid: str | None = Field(default=None, description="Key-pair mode: the project UID.")
+    auth_code_catalog: str = Field(
+        default=DEFAULT_CATALOG,
+        description="Key-pair mode: the lake catalog (SQLite file) where every run shares one auth code.",
+    )
     calls_per_second: float = Field(default=2.0, description="Vendor limit: 2 API calls per second.")
     running_deadline_s: float = Field(
         default=300.0, description="How long a run polls a RUNNING export before asking Dagster to retry later."
@@ -46,25 +64,30 @@ class GrowingIOExportResource(dg.ConfigurableResource):
     backoff_base_s: float = Field(default=0.5, description="First retry delay; doubles each retry, with jitter.")
 
     def client_settings(self) -> ClientSettings:
-        """Settings for ``ExportClient``; a clear error when the token or project id is missing."""
-        missing = [
-            env_var
-            for env_var, value in (("GROWINGIO_TOKEN", self.token), ("GROWINGIO_PROJECT_ID", self.project_id))
-            if not value
-        ]
+        """Settings for ``ExportClient``; a clear error naming what is missing, before any request.
+
+        Key-pair mode is used when there is no token and any of its settings is given.
+        """
+        key_pair = not self.token and any(getattr(self, name) for name in KEY_PAIR_FIELDS)
+        needed = ("project_id", *KEY_PAIR_FIELDS) if key_pair else ("token", "project_id")
+        missing = [_ENV_VARS[name] for name in needed if not getattr(self, name)]
         if missing:
+            what = "key-pair credentials incomplete (no GROWINGIO_TOKEN)" if key_pair else "credentials missing"
             raise dg.Failure(
                 description=(
-                    f"GrowingIO credentials missing: set {' and '.join(missing)} in the environment of the "
+                    f"GrowingIO {what}: set {' and '.join(missing)} in the environment of the "
                     "Dagster code location (see README, 'Connecting to GrowingIO')."
                 ),
                 allow_retries=False,
             )
         return ClientSettings(
             base_url=self.base_url,
-            token=self.token,
+            token=self.token or None,
             project_id=self.project_id,
             client_id=self.client_id,
+            private_key=None if self.token else self.private_key,
+            project_uid=self.project_uid,
+            auth_code_catalog=self.auth_code_catalog,
             calls_per_second=self.calls_per_second,
             running_deadline_s=self.running_deadline_s,
             running_poll_interval_s=self.running_poll_interval_s,
@@ -149,6 +172,9 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             token=_optional_env("GROWINGIO_TOKEN"),
             project_id=os.environ.get("GROWINGIO_PROJECT_ID"),
             client_id=os.environ.get("GROWINGIO_CLIENT_ID"),
+            private_key=_optional_env("GROWINGIO_PRIVATE_KEY"),
+            project_uid=os.environ.get("GROWINGIO_PROJECT_UID"),
+            auth_code_catalog=os.environ.get("GROWINGIO_LAKE_CATALOG") or DEFAULT_CATALOG,
         ),
         "warehouse": WarehouseResource(database=os.environ.get("GROWINGIO_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)),
     }
