@@ -26,13 +26,7 @@ from growingio_pipeline_tests.reliability_support import (
     start_worker,
     worker_environment,
 )
-from growingio_pipeline_tests.test_backfill import (
-    LAUNCH_BACKFILL,
-    PARTITION_KEYS,
-    PROJECT_ROOT,
-    _graphql,
-    _wait_for_backfill,
-)
+from growingio_pipeline_tests.test_backfill import PARTITION_KEYS, PROJECT_ROOT, _wait_for_backfill, launch_backfill
 from growingio_pipeline_tests.test_key_pair_auth import KEY_PAIR, invalidate_from_outside
 
 CONCURRENT_PARTITIONS = ("202611290100", "202611290200", "202611290300", "202611290400")
@@ -94,20 +88,10 @@ def run_backfill(
     env = key_pair_environment(server, tmp_path / "lake" / "catalog.sqlite", duckdb_path)
     env["GROWINGIO_START_DATE"] = partition_keys[0]
     with running_dagster_dev(dagster_home, env, cwd=PROJECT_ROOT) as dev:
-        launched = _graphql(
-            dev.graphql_url,
-            LAUNCH_BACKFILL,
-            {
-                "params": {
-                    "partitionNames": partition_keys,
-                    "assetSelection": [{"path": ["growingio", name]} for name in EVENT_TYPES],
-                }
-            },
-        )["launchPartitionBackfill"]
-        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        backfill_id = launch_backfill(dev.graphql_url, partition_keys)
         helper = threading.Thread(target=meanwhile, daemon=True)
         helper.start()
-        status = _wait_for_backfill(dev.graphql_url, launched["backfillId"])
+        status = _wait_for_backfill(dev.graphql_url, backfill_id)
         helper.join()
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         runs = list(instance.get_runs())
