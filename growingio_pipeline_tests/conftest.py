@@ -13,6 +13,9 @@ import pytest
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
 from growingio_pipeline.warehouse import ensure_schema
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+"""The repository: the working directory of the commands and scripts the tests run."""
+
 LOCAL_SERVER_NOW = datetime(2026, 11, 29, 12, 0, tzinfo=BEIJING)
 """Where every test server's FrozenClock starts: 2026-11-29 12:00 Beijing."""
 
@@ -26,18 +29,22 @@ LOCAL_SERVER_SETTINGS: dict[str, Any] = {
 }
 
 
+def start_server(**overrides: Any) -> LocalExportServer:
+    """A started test server with the suite-wide settings (same seed, so the same data); the caller stops it.
+
+    It gets its own FrozenClock at LOCAL_SERVER_NOW (``server.clock``) unless ``clock`` is overridden.
+    """
+    return LocalExportServer(**{**LOCAL_SERVER_SETTINGS, "clock": FrozenClock(LOCAL_SERVER_NOW), **overrides}).start()
+
+
 @pytest.fixture
 def make_local_server() -> Iterator[Callable[..., LocalExportServer]]:
-    """A factory: ``make_local_server(**overrides)`` starts a server; all are stopped afterwards.
-
-    Each server gets its own FrozenClock at LOCAL_SERVER_NOW (``server.clock``) unless
-    ``clock`` is overridden.
-    """
+    """A factory: ``make_local_server(**overrides)`` starts a server (see ``start_server``); all are stopped
+    afterwards."""
     started: list[LocalExportServer] = []
 
     def make(**overrides: Any) -> LocalExportServer:
-        settings = {**LOCAL_SERVER_SETTINGS, "clock": FrozenClock(LOCAL_SERVER_NOW), **overrides}
-        server = LocalExportServer(**settings).start()
+        server = start_server(**overrides)
         started.append(server)
         return server
 

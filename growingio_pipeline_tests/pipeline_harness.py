@@ -94,7 +94,7 @@ def expected_rows(server: LocalExportServer, event_type: EventType, partition_ke
     truth = server.ground_truth(event_type.name, partition_key[:10])
     kinds = [column.kind for column in event_type.columns]
     return sorted(
-        (tuple(_typed(text, kind) for text, kind in zip(row, kinds)) for row in truth.iter_rows()),
+        (tuple(_typed(text, kind) for text, kind in zip(row, kinds, strict=True)) for row in truth.iter_rows()),
         key=repr,
     )
 
@@ -129,7 +129,7 @@ def ledger(duckdb_path: Path) -> list[dict[str, Any]]:
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
         cursor = conn.execute("SELECT * FROM growingio._load_ledger ORDER BY started_at, event_type")
         names = [description[0] for description in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+from growingio_pipeline_tests.conftest import PROJECT_ROOT
 
 
 def run_benchmark(script: str, *arguments: str) -> str:
     """Run ``benchmarks/<script>`` with this interpreter; its stdout, after asserting it succeeded."""
     completed = subprocess.run(
-        [sys.executable, str(REPOSITORY / "benchmarks" / script), *arguments],
-        cwd=REPOSITORY,
+        [sys.executable, str(PROJECT_ROOT / "benchmarks" / script), *arguments],
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=300,

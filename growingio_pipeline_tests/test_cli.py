@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline_tests.conftest import PROJECT_ROOT
 from growingio_pipeline_tests.pipeline_harness import FINISHED_PARTITION, expected_rows, loaded_rows
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 
 

@@ -1,4 +1,5 @@
-"""The demo command: it reports its progress and tables, gives the same tables when run again, and leaves nothing running."""
+"""The demo command: it reports its progress and tables, gives the same tables when run again, and leaves
+nothing running."""
 
 from __future__ import annotations
 

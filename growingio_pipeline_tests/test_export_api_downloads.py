@@ -55,7 +55,7 @@ def test_parts_download_in_parallel_and_match_the_ground_truth(fast_server: Any,
     links = result.download_links["page"]
     assert len(links) > 1, "the fixture should split page into several parts"
     assert [part.index for part in parts] == list(range(len(links)))
-    for part, link in zip(parts, links):
+    for part, link in zip(parts, links, strict=True):
         assert part.path.name == f"page-{part.index:05d}.csv.gz"
         assert part.size_bytes == part.path.stat().st_size > 0
         assert part.source == link.split("?")[0]

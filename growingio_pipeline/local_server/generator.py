@@ -29,7 +29,8 @@ import polars as pl
 import pyarrow as pa
 
 from growingio_pipeline.event_types import EVENT_TYPES, get_event_type
-from growingio_pipeline.local_server.clock import HOUR_FORMAT, hours_of, parse_export_date
+from growingio_pipeline.export_contract import HOUR_FORMAT
+from growingio_pipeline.local_server.clock import hours_of, parse_export_date
 
 ROWS_PER_PAGE: dict[str, float] = {
     "visit": 0.25,  # four page views per session
@@ -216,7 +217,7 @@ class _Sessions:
     def count(self) -> int:
         return len(self.user_index)
 
-    def take(self, index: np.ndarray) -> "_Sessions":
+    def take(self, index: np.ndarray) -> _Sessions:
         return _Sessions(
             self.user_index[index],
             self.visit_user_id[index],
@@ -227,7 +228,7 @@ class _Sessions:
         )
 
     @staticmethod
-    def concat(first: "_Sessions", second: "_Sessions") -> "_Sessions":
+    def concat(first: _Sessions, second: _Sessions) -> _Sessions:
         return _Sessions(
             np.concatenate([first.user_index, second.user_index]),
             np.concatenate([first.visit_user_id, second.visit_user_id]),
@@ -276,7 +277,7 @@ class _Hour:
         """Hours since the epoch: packs with a row number into a unique id key."""
         return self.start_ms // _HOUR_MS
 
-    def previous(self) -> "_Hour":
+    def previous(self) -> _Hour:
         earlier = parse_export_date(self.export_date) - timedelta(hours=1)
         return _Hour(self.project_id, self.seed, earlier.strftime(HOUR_FORMAT), self.rows_per_hour)
 
@@ -292,7 +293,8 @@ class _Hour:
     def window(self, rng: np.random.Generator, low_ms: np.ndarray) -> np.ndarray:
         """A random instant in [max(low, hour start), hour end) for each low bound."""
         low = np.maximum(low_ms, self.start_ms)
-        return low + np.floor(rng.random(len(low)) * (self.end_ms - low)).astype(np.int64)
+        instants: np.ndarray = low + np.floor(rng.random(len(low)) * (self.end_ms - low)).astype(np.int64)
+        return instants
 
     def client_time(self, rng: np.random.Generator, send_ms: np.ndarray) -> np.ndarray:
         """The client's clock: a little before the server received the event."""
@@ -448,7 +450,9 @@ def _linked_page(hour: _Hour, n: int) -> dict[str, pl.Series]:
     }
 
 
-def _page_event_columns(hour: _Hour, page_index: np.ndarray, send_ms: np.ndarray, rng: np.random.Generator):
+def _page_event_columns(
+    hour: _Hour, page_index: np.ndarray, send_ms: np.ndarray, rng: np.random.Generator
+) -> dict[str, pl.Series]:
     """Columns of an event that happened on a page: its session, page and times."""
     pages = hour.pages
     sessions = pages.sessions.take(page_index)
