@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from growingio_pipeline.export_api import ClientSettings, ExportClient
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
 from growingio_pipeline.warehouse import ensure_schema
 
@@ -57,6 +58,29 @@ def make_local_server() -> Iterator[Callable[..., LocalExportServer]]:
 def local_server(make_local_server: Callable[..., LocalExportServer]) -> LocalExportServer:
     """A started server: token "test-token", 200 page rows/hour, 16 KiB parts, clock at 2026-11-29 12:00 Beijing."""
     return make_local_server()
+
+
+@pytest.fixture
+def fast_server(make_local_server: Callable[..., LocalExportServer]) -> LocalExportServer:
+    """A server that allows many calls per second, with several parts per type (600 page rows, 8 KiB parts)."""
+    return make_local_server(calls_per_second=100.0, rows_per_hour=600, part_size_bytes=8 * 1024)
+
+
+def client_for(server: LocalExportServer, **overrides: Any) -> ExportClient:
+    """A client of ``server`` with fast retries and polling, so tests stay quick."""
+    values: dict[str, Any] = {
+        "base_url": server.base_url,
+        "token": server.token,
+        "project_id": server.project_id,
+        "calls_per_second": 50.0,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.05,
+        "running_poll_interval_s": 0.01,
+        "running_poll_max_interval_s": 0.02,
+        "running_deadline_s": 5.0,
+        **overrides,
+    }
+    return ExportClient(ClientSettings(**values))
 
 
 @pytest.fixture

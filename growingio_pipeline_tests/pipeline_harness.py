@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 
 from growingio_pipeline.assets import build_event_assets
-from growingio_pipeline.event_types import EVENT_TYPES, ColumnKind, EventType
+from growingio_pipeline.event_types import EVENT_TYPES, Column, ColumnKind, EventType
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.partitions import build_partitions_def
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
@@ -22,6 +22,22 @@ PARTITIONS_DEF = build_partitions_def("hour", START_DATE)
 EVENT_ASSETS = build_event_assets("hour", PARTITIONS_DEF)
 FINISHED_PARTITION = "202611290300"
 """03:00-04:00 Beijing on 2026-11-29: exported by the test servers' frozen 12:00 clock."""
+COUPON = EventType(
+    name="coupon",
+    title="Coupons",
+    description="A coupon issued to a visitor (a type only the tests' registry has).",
+    columns=(
+        Column("visitUserId"),
+        Column("sessionId"),
+        Column("issueTime", ColumnKind.TIME),
+        Column("amount", ColumnKind.DOUBLE),
+        Column("couponCount", ColumnKind.BIGINT),
+        Column("couponVariable", ColumnKind.MAP),
+    ),
+    bucket_column="issueTime",
+)
+"""An event type added to the registry alone (with ``monkeypatch.setitem(EVENT_TYPES, ...)``), as README's
+"Adding an event type" describes: no other file knows it."""
 
 
 def export_resource(server: LocalExportServer, **overrides: Any) -> GrowingIOExportResource:
@@ -49,11 +65,12 @@ def materialize_partition(
     selection: Sequence[str] | None = None,
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
+    assets: dg.AssetsDefinition = EVENT_ASSETS,
     **resource_overrides: Any,
 ) -> dg.ExecuteInProcessResult:
     """One real Dagster run of the event assets (all types, or ``selection`` like ``["page"]``)."""
     return dg.materialize(
-        [EVENT_ASSETS],
+        [assets],
         partition_key=partition_key,
         selection=[f"growingio/{name}" for name in selection] if selection else None,
         resources={

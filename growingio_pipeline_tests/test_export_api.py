@@ -23,31 +23,9 @@ from growingio_pipeline.export_api import (
     InvalidRequestError,
     ResponseFormatError,
 )
+from growingio_pipeline_tests.conftest import client_for
 
 FINISHED_HOUR = "2026112910"  # the fixtures' clock stands at 2026-11-29 12:00 Beijing time
-
-
-def client_for(server: Any, **overrides: Any) -> ExportClient:
-    """A client of ``server`` with fast retries and polling, so tests stay quick."""
-    values: dict[str, Any] = {
-        "base_url": server.base_url,
-        "token": server.token,
-        "project_id": server.project_id,
-        "calls_per_second": 50.0,
-        "backoff_base_s": 0.01,
-        "backoff_max_s": 0.05,
-        "running_poll_interval_s": 0.01,
-        "running_poll_max_interval_s": 0.02,
-        "running_deadline_s": 5.0,
-        **overrides,
-    }
-    return ExportClient(ClientSettings(**values))
-
-
-@pytest.fixture
-def fast_server(make_local_server: Any) -> Any:
-    """A server that allows many calls per second, for tests that make many calls."""
-    return make_local_server(calls_per_second=100.0)
 
 
 class _CannedServer(ThreadingHTTPServer):

@@ -20,13 +20,8 @@ from growingio_pipeline.export_api import (
     ExportStatus,
     InvalidRequestError,
 )
-from growingio_pipeline_tests.test_export_api import FINISHED_HOUR, client_for
-
-
-@pytest.fixture
-def fast_server(make_local_server: Any) -> Any:
-    """Several parts per type (small parts) and many calls per second allowed."""
-    return make_local_server(calls_per_second=100.0, rows_per_hour=600, part_size_bytes=8 * 1024)
+from growingio_pipeline_tests.conftest import client_for
+from growingio_pipeline_tests.test_export_api import FINISHED_HOUR
 
 
 def csv_rows(paths: list[Path]) -> int:
