@@ -61,7 +61,6 @@ class LoadStatus(str, Enum):
     NOT_EXISTS = "NOT_EXISTS"
     ERROR = "ERROR"
     RUNNING = "RUNNING"
-    SKIPPED = "SKIPPED"
 
 
 def column_schema(event_type: EventType) -> list[tuple[str, str]]:
