@@ -66,12 +66,15 @@ def fast_server(make_local_server: Callable[..., LocalExportServer]) -> LocalExp
     return make_local_server(calls_per_second=100.0, rows_per_hour=600, part_size_bytes=8 * 1024)
 
 
+def server_settings(server: LocalExportServer) -> dict[str, Any]:
+    """The client settings that point at ``server``: its URL, token and project."""
+    return {"base_url": server.base_url, "token": server.token, "project_id": server.project_id}
+
+
 def client_for(server: LocalExportServer, **overrides: Any) -> ExportClient:
     """A client of ``server`` with fast retries and polling, so tests stay quick."""
     values: dict[str, Any] = {
-        "base_url": server.base_url,
-        "token": server.token,
-        "project_id": server.project_id,
+        **server_settings(server),
         "calls_per_second": 50.0,
         "backoff_base_s": 0.01,
         "backoff_max_s": 0.05,

@@ -16,6 +16,7 @@ from growingio_pipeline.event_types import EVENT_TYPES, Column, ColumnKind, Even
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.partitions import build_partitions_def
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
+from growingio_pipeline_tests.conftest import server_settings
 
 START_DATE = "202611150000"
 PARTITIONS_DEF = build_partitions_def("hour", START_DATE)
@@ -43,9 +44,7 @@ COUPON = EventType(
 def export_resource(server: LocalExportServer, **overrides: Any) -> GrowingIOExportResource:
     """Client settings for a test server, with short waits so faults resolve quickly."""
     settings: dict[str, Any] = {
-        "base_url": server.base_url,
-        "token": server.token,
-        "project_id": server.project_id,
+        **server_settings(server),
         "calls_per_second": 2.0,
         "backoff_base_s": 0.01,
         "running_poll_interval_s": 0.05,
