@@ -142,13 +142,13 @@ class DownloadError(ExportApiError):
     """A part could not be downloaded intact, even with fresh links."""
 
 
+DOC = "doc"
+"""The key of a :class:`ClientSettings` field's description in its ``metadata``."""
+
+
 def _setting(default: Any, doc: str) -> Any:
     """A settings field with its description, which the Dagster resource shows in the launchpad."""
     return field(default=default, metadata={DOC: doc})
-
-
-DOC = "doc"
-"""The key of a :class:`ClientSettings` field's description in its ``metadata``."""
 
 
 @dataclass(frozen=True)

@@ -27,24 +27,26 @@ STAGING_FOLDER = ".growingio-staging"
 _LOCK_RETRY_FIRST_S = 0.05
 _LOCK_RETRY_MAX_S = 1.0
 _CLIENT_FIELDS = {setting.name: setting for setting in dataclasses.fields(ClientSettings)}
+SECRET_SETTINGS = frozenset({"token"})
+"""Settings read from the environment as ``EnvVar``, so their value never shows in the UI."""
 
 
-def _client_setting(name: str, *, required: bool = False) -> Any:
+def _client_setting(name: str) -> Any:
     """The resource field of client setting ``name``, with ClientSettings' own default and description.
 
     A setting the client requires defaults to None here, so the definitions load without it.
     """
     setting = _CLIENT_FIELDS[name]
-    default = None if required else setting.default
+    default = None if setting.default is dataclasses.MISSING else setting.default
     return Field(default=default, description=setting.metadata[DOC])
 
 
-class GrowingIOExportResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # subscripting the base would make pydantic build a new model class
+class GrowingIOExportResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # its type parameter is this class itself
     """The export client's settings (:class:`ClientSettings`, which holds each default and description), and
     how Dagster retries a step whose export is still RUNNING."""
 
-    token: str | None = _client_setting("token", required=True)
-    project_id: str | None = _client_setting("project_id", required=True)
+    token: str | None = _client_setting("token")
+    project_id: str | None = _client_setting("project_id")
     base_url: str = _client_setting("base_url")
     client_id: str | None = _client_setting("client_id")
     calls_per_second: float = _client_setting("calls_per_second")
@@ -144,14 +146,16 @@ class WarehouseResource(DuckDBResource):
 def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, dg.ConfigurableResource[Any]]:
     """The resources, configured from ``GROWINGIO_*`` variables; they load even when none is set.
 
-    The token is passed as an ``EnvVar``, so its value never shows in the UI.
+    Secrets (``SECRET_SETTINGS``) are passed as ``EnvVar``, so their value never shows in the UI.
     """
     settings: dict[str, Any] = {}
     for name, model_field in GrowingIOExportResource.model_fields.items():
         variable = f"{ENV_PREFIX}{name.upper()}"
         if environ.get(variable):
             settings[name] = (
-                dg.EnvVar(variable) if name == "token" else _parsed(variable, environ[variable], model_field.annotation)
+                dg.EnvVar(variable)
+                if name in SECRET_SETTINGS
+                else _parsed(variable, environ[variable], model_field.annotation)
             )
     return {
         "growingio": GrowingIOExportResource(**settings),

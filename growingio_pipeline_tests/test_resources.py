@@ -6,10 +6,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import dagster as dg
 import pytest
 
 from growingio_pipeline.export_api import DOC, ClientSettings
-from growingio_pipeline.resources import ENV_PREFIX, GrowingIOExportResource, resources_from_env
+from growingio_pipeline.resources import ENV_PREFIX, SECRET_SETTINGS, GrowingIOExportResource, resources_from_env
 
 PROJECT = "9b0d1f56d5baff1a"
 CLIENT_FIELDS = dataclasses.fields(ClientSettings)
@@ -86,3 +87,10 @@ def test_the_definitions_load_with_no_setting_in_the_environment() -> None:
 
     assert (resource.token, resource.project_id) == (None, None)
     assert resource.running_deadline_s == ClientSettings.running_deadline_s == 300.0
+
+
+def test_a_secret_from_the_environment_is_passed_by_name_only() -> None:
+    resource = resources_from_env({"GROWINGIO_TOKEN": "secret-token"})["growingio"]
+
+    assert {"token"} == SECRET_SETTINGS
+    assert isinstance(resource.token, dg.EnvVar) and resource.token.env_var_name == "GROWINGIO_TOKEN"
