@@ -61,6 +61,12 @@ def local_server(make_local_server: Callable[..., LocalExportServer]) -> LocalEx
 
 
 @pytest.fixture
+def server(make_local_server: Callable[..., LocalExportServer]) -> LocalExportServer:
+    """A server without a practical rate limit, for tests of the server that make many calls."""
+    return make_local_server(calls_per_second=1000.0)
+
+
+@pytest.fixture
 def fast_server(make_local_server: Callable[..., LocalExportServer]) -> LocalExportServer:
     """A server that allows many calls per second, with several parts per type (600 page rows, 8 KiB parts)."""
     return make_local_server(calls_per_second=100.0, rows_per_hour=600, part_size_bytes=8 * 1024)

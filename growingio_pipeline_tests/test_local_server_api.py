@@ -27,12 +27,6 @@ def status_of(server: LocalExportServer, export_date: str, export_type: str = "h
     return response.json()["status"]
 
 
-@pytest.fixture
-def server(make_local_server) -> LocalExportServer:
-    """A server without a practical rate limit, for tests that make many calls."""
-    return make_local_server(calls_per_second=1000.0)
-
-
 def test_all_types_endpoint_has_the_vendor_shape(server: LocalExportServer) -> None:
     response = api_get(server, f"/v2/insights/hour/{PROJECT}/202611291037.json?expire=30")
 
