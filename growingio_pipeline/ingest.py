@@ -105,34 +105,30 @@ def load_partition(
 ) -> PartitionLoad:
     """Load ``event_types`` of one partition: wait for the export, stage every type, then write each.
 
-    Each type is written in its own transaction, so a failure leaves the types not yet written, and the
-    failing one, exactly as they were. A RUNNING export past the polling deadline ends in ``failure``
-    :class:`ExportStillRunning` with a RUNNING ledger row; any other failure gets a FAILED row.
+    Each type is written in its own transaction, so a failure leaves the failing type and those not yet
+    written exactly as they were. Every failure is handled here, once: a RUNNING export past the polling
+    deadline gets RUNNING ledger rows (``failure`` is :class:`ExportStillRunning`), any other failure FAILED
+    rows for the types it stopped: all of them before writing starts, else the one being written.
     """
+    export: ExportResult | None = None
+    loads: list[TypeLoad] = []
+    unfinished: Sequence[EventType] = event_types
     try:
         export = client.wait_for_export(attempt.export_type, attempt.partition_key)
+        if export.status is not ExportStatus.FINISHED:
+            _record_unloaded(connect, attempt, event_types, LoadStatus(export.status.value), export.error_msg)
+            return PartitionLoad(attempt, export)
+        with staging_directory(staging_root) as workdir:
+            staged = [stage_event_type(client, export, event_type, workdir) for event_type in event_types]
+            with connect() as conn:
+                ensure_schema(conn)
+                for staged_type in staged:
+                    unfinished = [staged_type.event_type]
+                    loads.append(write_staged(conn, staged_type, attempt, window))
     except Exception as failure:
         status = LoadStatus.RUNNING if isinstance(failure, ExportStillRunning) else LoadStatus.FAILED
-        _record_unloaded(connect, attempt, event_types, status, str(failure))
-        return PartitionLoad(attempt, None, failure=failure)
-    if export.status is not ExportStatus.FINISHED:
-        _record_unloaded(connect, attempt, event_types, LoadStatus(export.status.value), export.error_msg)
-        return PartitionLoad(attempt, export)
-    with staging_directory(staging_root) as workdir:
-        try:
-            staged = [stage_event_type(client, export, event_type, workdir) for event_type in event_types]
-        except Exception as failure:
-            _record_unloaded(connect, attempt, event_types, LoadStatus.FAILED, str(failure))
-            return PartitionLoad(attempt, export, failure=failure)
-        loads: list[TypeLoad] = []
-        with connect() as conn:
-            ensure_schema(conn)
-            for staged_type in staged:
-                try:
-                    loads.append(write_staged(conn, staged_type, attempt, window))
-                except Exception as failure:
-                    record_unloaded(conn, attempt, [staged_type.event_type], LoadStatus.FAILED, str(failure))
-                    return PartitionLoad(attempt, export, tuple(loads), failure)
+        _record_unloaded(connect, attempt, unfinished, status, str(failure))
+        return PartitionLoad(attempt, export, tuple(loads), failure)
     return PartitionLoad(attempt, export, tuple(loads))
 
 

@@ -15,7 +15,7 @@ from growingio_pipeline.event_types import BEIJING, EVENT_TYPES
 from growingio_pipeline.export_api import ExportStatus, ExportStillRunning
 from growingio_pipeline.ingest import ConnectionFactory, PartitionAttempt, PartitionLoad, load_partition
 from growingio_pipeline.local_server import LocalExportServer
-from growingio_pipeline.warehouse import LoadStatus
+from growingio_pipeline.warehouse import LoadStatus, column_schema
 from growingio_pipeline_tests.conftest import PROJECT_ROOT, client_for
 from growingio_pipeline_tests.pipeline_harness import (
     FINISHED_PARTITION,
@@ -37,6 +37,15 @@ def connection_factory(path: Path) -> ConnectionFactory:
             yield conn
 
     return connect
+
+
+def exception_chain(error: BaseException | None) -> list[type[BaseException]]:
+    """The types of ``error`` and of the exceptions it was raised from or while handling."""
+    types = []
+    while error is not None:
+        types.append(type(error))
+        error = error.__cause__ or error.__context__
+    return types
 
 
 def load(
@@ -119,6 +128,29 @@ def test_a_part_that_never_downloads_intact_leaves_the_tables_and_records_the_fa
     assert table_snapshot(path) == before
     failed = [row for row in ledger(path) if row["status"] == "FAILED"]
     assert sorted(row["event_type"] for row in failed) == ["action", "page"]
+
+
+def test_a_write_that_fails_keeps_the_types_written_before_it_and_records_the_failing_one(
+    local_server, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.duckdb"
+    action = EVENT_TYPES["action"]
+    columns = ", ".join(f'"{name}" {sql_type}' for name, sql_type in column_schema(action))
+    with closing(duckdb.connect(str(path))) as conn:
+        conn.execute("CREATE SCHEMA growingio")
+        # A constraint every exported row breaks: DuckDB itself refuses the action insert.
+        conn.execute(f"CREATE TABLE {action.table_name} ({columns}, CHECK (action_request_id IS NULL))")
+
+    result = load(local_server, path)
+
+    assert duckdb.ConstraintException in exception_chain(result.failure)
+    assert [type_load.staged.event_type.name for type_load in result.loads] == ["page"]
+    assert loaded_rows(path, EVENT_TYPES["page"], FINISHED_PARTITION) == expected_rows(
+        local_server, EVENT_TYPES["page"], FINISHED_PARTITION
+    )
+    assert loaded_rows(path, action, FINISHED_PARTITION) == []
+    statuses = sorted((row["event_type"], row["status"]) for row in ledger(path))
+    assert statuses == [("action", "FAILED"), ("page", "LOADED")]
 
 
 def test_ingest_imports_no_dagster() -> None:
