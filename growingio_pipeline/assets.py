@@ -1,4 +1,4 @@
-"""The ten event-type tables as one multi-asset: one API call per partition, one asset per type."""
+"""The event-type tables as one multi-asset: one API call per partition, one asset per type."""
 
 from collections.abc import Iterable, Iterator
 
