@@ -33,30 +33,25 @@ from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from growingio_pipeline.auth import TOKEN_PATH, SharedAuthCode, code_request_body, code_scope
 from growingio_pipeline.auth_code_store import DEFAULT_CATALOG, open_auth_code_store
 from growingio_pipeline.event_types import BEIJING, EVENT_TYPES
+from growingio_pipeline.export_contract import EXPORT_DATE_FORMATS, EXPORT_TYPES, MAX_EXPIRE_MINUTES, MINUTE_FORMAT
+from growingio_pipeline.redaction import redact_text, redact_url
 
 logger = logging.getLogger(__name__)
-
-EXPORT_TYPES = ("hour", "day")
-MAX_EXPIRE_MINUTES = 10080  # the vendor's maximum link lifetime, 7 days
 
 _PROJECT_ID = re.compile(r"[0-9a-fA-F]{8,64}")
 _PROJECT_UID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 KEY_PAIR_FIELDS = ("client_id", "private_key", "project_uid")
 """Key-pair mode's settings, all needed when there is no token."""
-_EXPORT_DATE_FORMATS = {8: "%Y%m%d", 10: "%Y%m%d%H", 12: "%Y%m%d%H%M"}
 _EXCERPT_CHARS = 200
 _MAX_API_BODY_BYTES = 16 * 1024 * 1024  # a links response is a few KB; refuse to buffer a flood
 _DOWNLOAD_CHUNK_BYTES = 1024 * 1024
-# A URL with a scheme, in plain or JSON-escaped form (``https:\/\/``), up to its query/fragment.
-_URL_WITH_QUERY = re.compile(r"""([A-Za-z][A-Za-z0-9+.-]*:(?:\\?/){2}[^\s"'<>?#]*)[?#][^\s"'<>]*""")
-_URL_USERINFO = re.compile(r"""(:(?:\\?/){2})[^\s"'<>/@]*@""")
 
 
 class ExportStatus(str, Enum):
@@ -157,44 +152,58 @@ class DownloadError(ExportApiError):
     """A part could not be downloaded intact, even with fresh links."""
 
 
+DOC = "doc"
+"""The key of a :class:`ClientSettings` field's description in its ``metadata``."""
+
+
+def _setting(default: Any, doc: str) -> Any:
+    """A settings field with its description, which the Dagster resource shows in the launchpad."""
+    return field(default=default, metadata={DOC: doc})
+
+
 @dataclass(frozen=True)
 class ClientSettings:
-    """Connection, pacing and retry settings of an :class:`ExportClient`.
+    """Connection, pacing and retry settings of an :class:`ExportClient`: the one schema of each setting.
 
     Defaults follow the vendor's documentation: 2 API calls per second, links valid 60 minutes,
-    an export normally ready within about an hour of the hour's end (hence a 10-minute polling
-    deadline by default, after which callers retry later).
+    an export normally ready within about an hour of the hour's end. A run polls a RUNNING export
+    for 5 minutes by default, then its caller retries later.
 
     Authentication: ``token`` when given; else key-pair mode, which needs ``client_id``, ``private_key``
-    and ``project_uid`` and shares one auth code through the store in ``auth_code_catalog``.
+    and ``project_uid`` and shares one auth code through the store in ``lake_catalog``.
     """
 
-    token: str | None = field(default=None, repr=False, kw_only=True)
-    project_id: str
-    base_url: str = "https://www.growingio.com"
-    client_id: str | None = None
-    """Sent as ``X-Client-Id`` when set: the project's public key (key-pair mode, or an account that needs it)."""
-    private_key: str | None = field(default=None, repr=False)
-    """Key-pair mode: the project's private key, which signs the request for an auth code."""
-    project_uid: str | None = None
-    """Key-pair mode: the project UID (the value after ``projects/`` in GrowingIO's URLs)."""
-    auth_code_catalog: str = DEFAULT_CATALOG
-    """Key-pair mode: the lake catalog (SQLite file) where every run finds the shared auth code."""
-    calls_per_second: float = 2.0
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
-    max_retries: int = 5
-    """Retries of one API call on 429, 5xx, connection errors and timeouts."""
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    """Cap of one retry delay, including a server's Retry-After."""
-    running_deadline_s: float = 600.0
-    running_poll_interval_s: float = 30.0
-    running_poll_max_interval_s: float = 120.0
-    expire_minutes: int = 60
-    download_concurrency: int = 4
-    max_link_refreshes: int = 3
-    """How many times fresh links are requested for one event type's download."""
+    token: str | None = field(
+        default=None, repr=False, kw_only=True, metadata={DOC: "API token, sent as the Authorization header."}
+    )
+    project_id: str = field(metadata={DOC: "Project ID (`ai`), a hex string of 8 to 64 characters."})
+    base_url: str = _setting("https://www.growingio.com", "API base URL (on-premise hosts differ).")
+    client_id: str | None = _setting(
+        None, "The project's public key, sent as X-Client-Id (key-pair mode, or if your account needs it)."
+    )
+    private_key: str | None = field(
+        default=None,
+        repr=False,
+        metadata={DOC: "Key-pair mode (no token): the project's private key, which signs the code request."},
+    )
+    project_uid: str | None = _setting(
+        None, "Key-pair mode: the project UID (the value after `projects/` in GrowingIO's URLs)."
+    )
+    lake_catalog: str = _setting(
+        DEFAULT_CATALOG, "Key-pair mode: the lake catalog (SQLite file) where every run finds the shared auth code."
+    )
+    calls_per_second: float = _setting(2.0, "Vendor limit: 2 API calls per second.")
+    connect_timeout_s: float = _setting(10.0, "Seconds to connect to the API or a download host.")
+    read_timeout_s: float = _setting(60.0, "Seconds to wait for the next bytes of an answer or a download.")
+    max_retries: int = _setting(5, "Retries of one API call on 429, 5xx, connection errors and timeouts.")
+    backoff_base_s: float = _setting(0.5, "First retry delay; doubles each retry, with jitter.")
+    backoff_max_s: float = _setting(30.0, "Cap of one retry delay, including a server's Retry-After.")
+    running_deadline_s: float = _setting(300.0, "How long to poll a RUNNING export before giving up for now.")
+    running_poll_interval_s: float = _setting(30.0, "First pause between polls of a RUNNING export; doubles.")
+    running_poll_max_interval_s: float = _setting(120.0, "Cap of the pause between polls of a RUNNING export.")
+    expire_minutes: int = _setting(60, f"Lifetime of download links, in minutes (1..{MAX_EXPIRE_MINUTES}).")
+    download_concurrency: int = _setting(4, "Parts of one event type downloaded in parallel.")
+    max_link_refreshes: int = _setting(3, "How many times fresh links are requested for one event type's download.")
 
     def __post_init__(self) -> None:
         if self.token is not None:
@@ -232,6 +241,12 @@ class ClientSettings:
         """Whether API calls carry a shared auth code (no token)."""
         return self.token is None
 
+    def key_pair(self) -> tuple[str, str, str]:
+        """``client_id``, ``private_key`` and ``project_uid`` in key-pair mode (all checked at construction)."""
+        if self.client_id is None or self.private_key is None or self.project_uid is None:
+            raise ValueError("these ClientSettings have no complete key pair")
+        return self.client_id, self.private_key, self.project_uid
+
     def _check_key_pair(self) -> None:
         missing = [name for name in KEY_PAIR_FIELDS if not getattr(self, name)]
         if missing:
@@ -243,7 +258,7 @@ class ClientSettings:
             raise ValueError(
                 f"project UID must be 1 to 64 letters, digits, '_' or '-' (e.g. nxog09md), got {self.project_uid!r}"
             )
-        open_auth_code_store(self.auth_code_catalog)  # a catalog it cannot use fails now, before any request
+        open_auth_code_store(self.lake_catalog)  # a catalog it cannot use fails now, before any request
 
 
 def _check_number(name: str, value: object, *, positive: bool) -> None:
@@ -295,7 +310,7 @@ def format_export_date(moment: datetime) -> str:
             f"naive datetime {moment.isoformat()} is ambiguous; give it a timezone "
             "(e.g. ZoneInfo('Asia/Shanghai') or timezone.utc)"
         )
-    return moment.astimezone(BEIJING).strftime("%Y%m%d%H%M")
+    return moment.astimezone(BEIJING).strftime(MINUTE_FORMAT)
 
 
 def normalize_export_date(export_date: str | datetime) -> str:
@@ -308,7 +323,7 @@ def normalize_export_date(export_date: str | datetime) -> str:
         return format_export_date(export_date)
     if not isinstance(export_date, str):
         raise InvalidRequestError(f"export_date must be a str or datetime, got {type(export_date).__name__}")
-    date_format = _EXPORT_DATE_FORMATS.get(len(export_date))
+    date_format = EXPORT_DATE_FORMATS.get(len(export_date))
     if date_format is None or not export_date.isascii() or not export_date.isdigit():
         raise InvalidRequestError(
             f"export_date must be yyyyMMddHHmm, yyyyMMddHH or yyyyMMdd digits, got {export_date!r}"
@@ -318,25 +333,6 @@ def normalize_export_date(export_date: str | datetime) -> str:
     except ValueError:
         raise InvalidRequestError(f"export_date {export_date!r} is not a real date/time") from None
     return export_date.ljust(12, "0")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its query string, fragment and userinfo: safe to log or show."""
-    try:
-        parts = urlsplit(url)
-    except (TypeError, ValueError, AttributeError):
-        return "<unparseable link>"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with every URL's query string and userinfo removed and each of ``secrets`` masked."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = _URL_USERINFO.sub(r"\1", text)
-    return _URL_WITH_QUERY.sub(r"\1?***", text)
 
 
 class _RedactingLogFilter(logging.Filter):
@@ -417,10 +413,9 @@ class ExportClient:
             self._api_headers["X-Client-Id"] = settings.client_id
         self._shared_code: SharedAuthCode | None = None
         if settings.uses_key_pair:
-            scope = code_scope(settings.base_url, settings.client_id, settings.project_uid, settings.project_id)
-            self._shared_code = SharedAuthCode(
-                open_auth_code_store(settings.auth_code_catalog), scope, self._fetch_code
-            )
+            client_id, _, project_uid = settings.key_pair()
+            scope = code_scope(settings.base_url, client_id, project_uid, settings.project_id)
+            self._shared_code = SharedAuthCode(open_auth_code_store(settings.lake_catalog), scope, self._fetch_code)
         self._http = httpx.Client(
             timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
             # The API call that refreshes links can run while every download slot is busy.
@@ -551,9 +546,8 @@ class ExportClient:
     def _fetch_code(self) -> str:
         """A new auth code from ``POST /auth/token``, signed with the private key (invalidates the old code)."""
         settings = self.settings
-        body = code_request_body(
-            settings.private_key, settings.project_uid, settings.project_id, time.time_ns() // 10**6
-        )
+        _, private_key, project_uid = settings.key_pair()
+        body = code_request_body(private_key, project_uid, settings.project_id, time.time_ns() // 10**6)
         url = f"{settings.base_url.rstrip('/')}{TOKEN_PATH}"
         # The vendor wants a raw body, not a form: no form content type.
         headers = {**self._api_headers, "Content-Type": "text/plain;charset=UTF-8"}
@@ -588,11 +582,13 @@ class ExportClient:
         while True:
             self._throttle.wait()
             retry_after: float | None = None
+            last_status: int | None
             try:
                 status, response_headers, body = self._send_bounded(method, url, headers, params, content)
             except httpx.TransportError as exc:
-                problem, status = f"{type(exc).__name__}: {redact_text(str(exc), self._secrets)}", None
+                problem, last_status = f"{type(exc).__name__}: {redact_text(str(exc), self._secrets)}", None
             else:
+                last_status = status
                 if status != 429 and status < 500:
                     return status, body
                 problem, retry_after = f"HTTP {status}", _retry_after_seconds(response_headers)
@@ -600,7 +596,7 @@ class ExportClient:
                 raise ApiUnavailableError(
                     f"GrowingIO export API at {redact_url(url)} failed {attempt + 1} "
                     f"time{'s' if attempt else ''}; last: {problem}",
-                    status,
+                    last_status,
                 )
             delay = self._retry_delay(attempt, retry_after)
             logger.warning(
@@ -636,7 +632,7 @@ class ExportClient:
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with equal jitter; a server's Retry-After is a floor; both capped."""
         settings = self.settings
-        backoff = min(settings.backoff_max_s, settings.backoff_base_s * 2**attempt)
+        backoff = min(settings.backoff_max_s, settings.backoff_base_s * 2.0**attempt)
         delay = backoff / 2 + self._random.uniform(0, backoff / 2)
         if retry_after is not None:
             delay = max(delay, retry_after)
@@ -973,8 +969,10 @@ class _GzipCheck:
         self._inflater.decompress(data, _INFLATE_OUTPUT_BYTES)
         if self._inflater.eof:
             self._member_started = False
-            return self._inflater.unused_data
-        return self._inflater.unconsumed_tail
+            next_member: bytes = self._inflater.unused_data
+            return next_member
+        tail: bytes = self._inflater.unconsumed_tail
+        return tail
 
     def finish(self) -> None:
         """The stream has ended: fail if it was empty or ended inside a member."""

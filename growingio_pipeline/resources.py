@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,52 +17,57 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from growingio_pipeline.auth_code_store import DEFAULT_CATALOG
-from growingio_pipeline.export_api import KEY_PAIR_FIELDS, ClientSettings, ExportClient
+from growingio_pipeline.export_api import DOC, KEY_PAIR_FIELDS, ClientSettings, ExportClient
 from growingio_pipeline.warehouse import SCHEMA, WRITE_CONNECTION_CONFIG
 
-DEFAULT_BASE_URL = "https://www.growingio.com"
+ENV_PREFIX = "GROWINGIO_"
+"""Each resource setting can be set from the environment as ``GROWINGIO_<SETTING IN UPPER CASE>``."""
 DEFAULT_DUCKDB_PATH = "data/growingio_events.duckdb"
 STAGING_FOLDER = ".growingio-staging"
 _LOCK_RETRY_FIRST_S = 0.05
 _LOCK_RETRY_MAX_S = 1.0
-_ENV_VARS = {
-    "token": "GROWINGIO_TOKEN",
-    "project_id": "GROWINGIO_PROJECT_ID",
-    "client_id": "GROWINGIO_CLIENT_ID",
-    "private_key": "GROWINGIO_PRIVATE_KEY",
-    "project_uid": "GROWINGIO_PROJECT_UID",
-}
+_CLIENT_FIELDS = {setting.name: setting for setting in dataclasses.fields(ClientSettings)}
+SECRET_SETTINGS = frozenset({"token", "private_key"})
+"""Settings read from the environment as ``EnvVar``, so their value never shows in the UI."""
 
 
-class GrowingIOExportResource(dg.ConfigurableResource):
-    """Connection settings for GrowingIO's raw data export API (v2)."""
+def _client_setting(name: str) -> Any:
+    """The resource field of client setting ``name``, with ClientSettings' own default and description.
 
-    base_url: str = Field(default=DEFAULT_BASE_URL, description="API base URL (on-premise hosts differ).")
-    token: str | None = Field(default=None, description="API token, sent as the Authorization header.")
-    project_id: str | None = Field(default=None, description="Project ID (`ai`), a hex string.")
-    client_id: str | None = Field(
-        default=None, description="The project's public key, sent as X-Client-Id (key-pair mode, or if needed)."
-    )
-    private_key: str | None = Field(
-        default=None, description="Key-pair mode (no token): the project's private key, signs the code request."
-    )
-    project_uid: str | None = Field(default=None, description="Key-pair mode: the project UID.")
-    auth_code_catalog: str = Field(
-        default=DEFAULT_CATALOG,
-        description="Key-pair mode: the lake catalog (SQLite file) where every run shares one auth code.",
-    )
-    calls_per_second: float = Field(default=2.0, description="Vendor limit: 2 API calls per second.")
-    running_deadline_s: float = Field(
-        default=300.0, description="How long a run polls a RUNNING export before asking Dagster to retry later."
-    )
-    running_poll_interval_s: float = Field(default=30.0, description="Pause between polls of a RUNNING export.")
+    A setting the client requires defaults to None here, so the definitions load without it.
+    """
+    setting = _CLIENT_FIELDS[name]
+    default = None if setting.default is dataclasses.MISSING else setting.default
+    return Field(default=default, description=setting.metadata[DOC])
+
+
+class GrowingIOExportResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # its type parameter is this class itself
+    """The export client's settings (:class:`ClientSettings`, which holds each default and description), and
+    how Dagster retries a step whose export is still RUNNING."""
+
+    token: str | None = _client_setting("token")
+    project_id: str | None = _client_setting("project_id")
+    base_url: str = _client_setting("base_url")
+    client_id: str | None = _client_setting("client_id")
+    private_key: str | None = _client_setting("private_key")
+    project_uid: str | None = _client_setting("project_uid")
+    lake_catalog: str = _client_setting("lake_catalog")
+    calls_per_second: float = _client_setting("calls_per_second")
+    connect_timeout_s: float = _client_setting("connect_timeout_s")
+    read_timeout_s: float = _client_setting("read_timeout_s")
+    max_retries: int = _client_setting("max_retries")
+    backoff_base_s: float = _client_setting("backoff_base_s")
+    backoff_max_s: float = _client_setting("backoff_max_s")
+    running_deadline_s: float = _client_setting("running_deadline_s")
+    running_poll_interval_s: float = _client_setting("running_poll_interval_s")
+    running_poll_max_interval_s: float = _client_setting("running_poll_max_interval_s")
+    expire_minutes: int = _client_setting("expire_minutes")
+    download_concurrency: int = _client_setting("download_concurrency")
+    max_link_refreshes: int = _client_setting("max_link_refreshes")
     running_retry_after_s: int = Field(
-        default=600, description="When Dagster retries a step whose export was still RUNNING."
+        default=600, description="When Dagster retries a step whose export was still RUNNING, in seconds."
     )
-    running_max_retries: int = Field(default=6, description="How many times a RUNNING export is retried.")
-    max_retries: int = Field(default=5, description="Retries of one API call or download on 429, 5xx, timeouts.")
-    backoff_base_s: float = Field(default=0.5, description="First retry delay; doubles each retry, with jitter.")
+    running_max_retries: int = Field(default=6, description="How many times a RUNNING export's step is retried.")
 
     def client_settings(self) -> ClientSettings:
         """Settings for ``ExportClient``; a clear error naming what is missing, before any request.
@@ -70,7 +76,7 @@ class GrowingIOExportResource(dg.ConfigurableResource):
         """
         key_pair = not self.token and any(getattr(self, name) for name in KEY_PAIR_FIELDS)
         needed = ("project_id", *KEY_PAIR_FIELDS) if key_pair else ("token", "project_id")
-        missing = [_ENV_VARS[name] for name in needed if not getattr(self, name)]
+        missing = [f"{ENV_PREFIX}{name.upper()}" for name in needed if not getattr(self, name)]
         if missing:
             what = "key-pair credentials incomplete (no GROWINGIO_TOKEN)" if key_pair else "credentials missing"
             raise dg.Failure(
@@ -80,20 +86,9 @@ class GrowingIOExportResource(dg.ConfigurableResource):
                 ),
                 allow_retries=False,
             )
-        return ClientSettings(
-            base_url=self.base_url,
-            token=self.token or None,
-            project_id=self.project_id,
-            client_id=self.client_id,
-            private_key=None if self.token else self.private_key,
-            project_uid=self.project_uid,
-            auth_code_catalog=self.auth_code_catalog,
-            calls_per_second=self.calls_per_second,
-            running_deadline_s=self.running_deadline_s,
-            running_poll_interval_s=self.running_poll_interval_s,
-            max_retries=self.max_retries,
-            backoff_base_s=self.backoff_base_s,
-        )
+        settings = {name: getattr(self, name) for name in _CLIENT_FIELDS}
+        settings["token"] = self.token or None  # an empty token (from the launchpad) means none: key-pair mode
+        return ClientSettings(**settings)
 
     @contextmanager
     def open_client(self) -> Iterator[ExportClient]:
@@ -159,22 +154,32 @@ class WarehouseResource(DuckDBResource):
             pause = min(pause * 2, _LOCK_RETRY_MAX_S)
 
 
-def _optional_env(name: str) -> dg.EnvVar | None:
-    """``EnvVar`` when the variable is set, so its value never shows in the UI; None otherwise."""
-    return dg.EnvVar(name) if os.environ.get(name) else None
+def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, dg.ConfigurableResource[Any]]:
+    """The resources, configured from ``GROWINGIO_*`` variables; they load even when none is set.
 
-
-def resources_from_env() -> dict[str, dg.ConfigurableResource]:
-    """The resources, configured from ``GROWINGIO_*`` variables; they load even when none is set."""
+    Secrets (``SECRET_SETTINGS``) are passed as ``EnvVar``, so their value never shows in the UI.
+    """
+    settings: dict[str, Any] = {}
+    for name, model_field in GrowingIOExportResource.model_fields.items():
+        variable = f"{ENV_PREFIX}{name.upper()}"
+        if environ.get(variable):
+            settings[name] = (
+                dg.EnvVar(variable)
+                if name in SECRET_SETTINGS
+                else _parsed(variable, environ[variable], model_field.annotation)
+            )
     return {
-        "growingio": GrowingIOExportResource(
-            base_url=os.environ.get("GROWINGIO_BASE_URL", DEFAULT_BASE_URL),
-            token=_optional_env("GROWINGIO_TOKEN"),
-            project_id=os.environ.get("GROWINGIO_PROJECT_ID"),
-            client_id=os.environ.get("GROWINGIO_CLIENT_ID"),
-            private_key=_optional_env("GROWINGIO_PRIVATE_KEY"),
-            project_uid=os.environ.get("GROWINGIO_PROJECT_UID"),
-            auth_code_catalog=os.environ.get("GROWINGIO_LAKE_CATALOG") or DEFAULT_CATALOG,
-        ),
-        "warehouse": WarehouseResource(database=os.environ.get("GROWINGIO_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)),
+        "growingio": GrowingIOExportResource(**settings),
+        "warehouse": WarehouseResource(database=environ.get(f"{ENV_PREFIX}DUCKDB_PATH", DEFAULT_DUCKDB_PATH)),
     }
+
+
+def _parsed(variable: str, text: str, annotation: Any) -> object:
+    """``text`` as the setting's type; a ValueError naming the variable when it is not one."""
+    for kind, what in ((int, "a whole number"), (float, "a number")):
+        if annotation is kind:
+            try:
+                return kind(text)
+            except ValueError:
+                raise ValueError(f"{variable} must be {what}, got {text!r}") from None
+    return text

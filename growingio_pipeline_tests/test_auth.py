@@ -118,8 +118,7 @@ def test_processes_starting_together_fetch_one_code(tmp_path: Path) -> None:
     catalog, fetch_log, go = tmp_path / "lake" / "catalog.sqlite", tmp_path / "fetches.log", tmp_path / "go"
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", SHARE_ONE_CODE, str(catalog), str(fetch_log), str(tmp_path / f"ready-{i}"), str(go)]
-            + [str(i)],
+            [sys.executable, "-c", SHARE_ONE_CODE, *map(str, (catalog, fetch_log, tmp_path / f"ready-{i}", go, i))],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -136,7 +135,7 @@ def test_processes_starting_together_fetch_one_code(tmp_path: Path) -> None:
 
 
 def test_a_postgres_catalog_is_refused_clearly_until_its_store_exists() -> None:
-    with pytest.raises(ValueError, match="PostgreSQL catalog .* is not supported for it yet"):
+    with pytest.raises(ValueError, match=r"PostgreSQL catalog .* is not supported for it yet"):
         open_auth_code_store("postgres:host=127.0.0.1 port=5433 dbname=lake user=growingio")
 
 

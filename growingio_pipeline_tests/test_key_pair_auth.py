@@ -21,15 +21,11 @@ import pytest
 from growingio_pipeline.auth import code_request_body
 from growingio_pipeline.auth_code_store import TABLE
 from growingio_pipeline.event_types import EVENT_TYPES
-from growingio_pipeline.export_api import AuthenticationError, ClientSettings, ExportClient, ExportStatus
+from growingio_pipeline.export_api import AuthenticationError, ExportClient, ExportStatus
 from growingio_pipeline.local_server import LocalExportServer
-from growingio_pipeline_tests.reliability_support import (
-    FINISHED_PARTITION,
-    assert_partition_equals_ground_truth,
-    run_partition,
-    start_server,
-    step_failure_message,
-)
+from growingio_pipeline_tests.conftest import client_for, start_server
+from growingio_pipeline_tests.pipeline_harness import FINISHED_PARTITION, materialize_partition
+from growingio_pipeline_tests.reliability_support import assert_partition_equals_ground_truth, step_failure_message
 from growingio_pipeline_tests.test_reliability_security import everything_a_run_leaves
 
 PRIVATE_KEY = "priv-5e0c7a31d2f94b68"
@@ -46,14 +42,11 @@ def server():
 
 def key_pair_settings(server: LocalExportServer, catalog: Path, **overrides: Any) -> dict[str, Any]:
     """Resource (and client) settings in key-pair mode: no token."""
-    return {"token": None, "auth_code_catalog": str(catalog), **KEY_PAIR, **overrides}
+    return {"token": None, "lake_catalog": str(catalog), **KEY_PAIR, **overrides}
 
 
 def key_pair_client(server: LocalExportServer, catalog: Path, **overrides: Any) -> ExportClient:
-    settings = key_pair_settings(server, catalog, **overrides)
-    return ExportClient(
-        ClientSettings(base_url=server.base_url, project_id=server.project_id, backoff_base_s=0.01, **settings)
-    )
+    return client_for(server, **key_pair_settings(server, catalog, **overrides))
 
 
 def stored_codes(catalog: Path) -> list[str]:
@@ -93,9 +86,8 @@ def test_an_invalidated_code_is_replaced_once(server: LocalExportServer, tmp_pat
 
 
 def test_a_half_set_key_pair_fails_before_any_request(server: LocalExportServer, tmp_path: Path) -> None:
-    result = run_partition(
-        server, tmp_path / "events.duckdb", **key_pair_settings(server, tmp_path / "c.sqlite", private_key=None)
-    )
+    settings = key_pair_settings(server, tmp_path / "c.sqlite", private_key=None)
+    result = materialize_partition(server, tmp_path / "events.duckdb", raise_on_error=False, **settings)
 
     assert not result.success
     assert (
@@ -110,9 +102,8 @@ def test_a_wrong_private_key_fails_with_a_clear_message(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "priv-wrong-0a1b2c3d"
-    result = run_partition(
-        server, tmp_path / "events.duckdb", **key_pair_settings(server, tmp_path / "c.sqlite", private_key=wrong)
-    )
+    settings = key_pair_settings(server, tmp_path / "c.sqlite", private_key=wrong)
+    result = materialize_partition(server, tmp_path / "events.duckdb", raise_on_error=False, **settings)
 
     assert not result.success
     message = step_failure_message(result)
@@ -120,9 +111,11 @@ def test_a_wrong_private_key_fails_with_a_clear_message(
     assert "check the private key and project UID" in message
     assert wrong not in message + caplog.text
     assert server.codes_issued == 0
-    with key_pair_client(server, tmp_path / "c.sqlite", private_key=wrong) as client:
-        with pytest.raises(AuthenticationError, match="check the private key and project UID"):
-            client.request_export("hour", HOUR)
+    with (
+        key_pair_client(server, tmp_path / "c.sqlite", private_key=wrong) as client,
+        pytest.raises(AuthenticationError, match="check the private key and project UID"),
+    ):
+        client.request_export("hour", HOUR)
 
 
 def test_key_pair_runs_load_exact_rows_and_leave_no_secret_anywhere(
@@ -134,14 +127,16 @@ def test_key_pair_runs_load_exact_rows_and_leave_no_secret_anywhere(
     instance_dir = tmp_path / "dagster_home"
     instance_dir.mkdir()
     with dg.DagsterInstance.local_temp(str(instance_dir)) as instance:
-        loaded = run_partition(server, duckdb_path, instance=instance, **settings)
+        loaded = materialize_partition(server, duckdb_path, instance=instance, raise_on_error=False, **settings)
         codes = stored_codes(catalog)
         codes.append(invalidate_from_outside(server))
-        reloaded = run_partition(server, duckdb_path, instance=instance, **settings)
+        reloaded = materialize_partition(server, duckdb_path, instance=instance, raise_on_error=False, **settings)
         codes += stored_codes(catalog)
         # A wrong key only shows when a code is fetched: with the shared code stored, it would not be needed.
-        no_code_yet = {"private_key": "priv-x1", "auth_code_catalog": str(tmp_path / "empty.sqlite")}
-        wrong_key = run_partition(server, duckdb_path, instance=instance, **{**settings, **no_code_yet})
+        no_code_yet = {"private_key": "priv-x1", "lake_catalog": str(tmp_path / "empty.sqlite")}
+        wrong_key = materialize_partition(
+            server, duckdb_path, instance=instance, raise_on_error=False, **{**settings, **no_code_yet}
+        )
         results = [loaded, reloaded, wrong_key]
 
         assert [result.success for result in results] == [True, True, False]

@@ -18,15 +18,15 @@ import pytest
 
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.local_server import LocalExportServer
+from growingio_pipeline_tests.conftest import PROJECT_ROOT, start_server
 from growingio_pipeline_tests.dagster_processes import running_dagster_dev
 from growingio_pipeline_tests.pipeline_harness import expected_rows, loaded_rows
 from growingio_pipeline_tests.reliability_support import (
     assert_partition_equals_ground_truth,
-    start_server,
     start_worker,
     worker_environment,
 )
-from growingio_pipeline_tests.test_backfill import PARTITION_KEYS, PROJECT_ROOT, _wait_for_backfill, launch_backfill
+from growingio_pipeline_tests.test_backfill import PARTITION_KEYS, _wait_for_backfill, launch_backfill
 from growingio_pipeline_tests.test_key_pair_auth import KEY_PAIR, invalidate_from_outside
 
 CONCURRENT_PARTITIONS = ("202611290100", "202611290200", "202611290300", "202611290400")
