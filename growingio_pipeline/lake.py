@@ -1,0 +1,255 @@
+"""The warehouse as a DuckLake: Parquet data files plus a catalog database, opened from DuckDB.
+
+The catalog is a SQLite file by default (nothing to start) or a PostgreSQL database (many machines); the data
+files live in a local folder or under an ``s3://`` prefix. Every connection is an in-memory DuckDB with the lake
+attached as database ``lake`` and ``USE lake`` done, so ``growingio.<type>`` resolves as before. DuckLake gives
+each transaction a snapshot: readers never block writers, and concurrent writers either commit or get a
+conflict, which ``retry_conflicts`` retries (bounded, jittered).
+
+Secrets (catalog password, S3 secret key) go into DuckDB temporary secrets, never into a connection string,
+and any error raised while attaching is redacted with the project's one redaction helper.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from growingio_pipeline.duckdb_extensions import connection_config
+from growingio_pipeline.export_api import redact_text
+
+LAKE_DATABASE = "lake"
+DEFAULT_CATALOG = "data/lake/catalog.sqlite"
+DEFAULT_DATA_PATH = "data/lake/files/"
+POSTGRES_PREFIX = "postgres:"
+MIGRATION_COMMAND = "growingio-migrate-duckdb"
+LEGACY_PATH_VARIABLE = "GROWINGIO_DUCKDB_PATH"
+
+CONFLICT_RETRIES = 8
+"""Attempts at one transaction that keeps meeting commit conflicts, before the error is raised."""
+_RETRY_FIRST_S = 0.1
+_RETRY_MAX_S = 3.0
+_CONFLICT_MARKERS = ("conflict", "database is locked", "could not serialize", "deadlock detected")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    """Where the lake's catalog and data files are, and the credentials to reach them."""
+
+    catalog: str = DEFAULT_CATALOG
+    """a SQLite file path, or ``postgres:`` and a libpq connection string without the password"""
+    data_path: str = DEFAULT_DATA_PATH
+    """a folder, or ``s3://bucket/prefix/``"""
+    catalog_password: str | None = field(default=None, repr=False)
+    s3_endpoint: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    s3_region: str = "us-east-1"
+    s3_use_ssl: bool = True
+    s3_url_style: str = "path"
+
+    def __post_init__(self) -> None:
+        if not self.catalog:
+            raise ValueError("GROWINGIO_LAKE_CATALOG is empty: give a SQLite file path or postgres:<libpq string>")
+        if not self.data_path:
+            raise ValueError("GROWINGIO_LAKE_DATA_PATH is empty: give a folder or s3://bucket/prefix/")
+        if self.is_postgres and "password" in self.catalog.lower():
+            raise ValueError(
+                "GROWINGIO_LAKE_CATALOG must not hold the password: set GROWINGIO_LAKE_CATALOG_PASSWORD instead"
+            )
+        if self.s3_url_style not in ("path", "vhost"):
+            raise ValueError(f"GROWINGIO_S3_URL_STYLE must be path or vhost, got {self.s3_url_style!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LakeSettings:
+        """Settings from the ``GROWINGIO_LAKE_*`` and ``GROWINGIO_S3_*`` variables (see README)."""
+        env = os.environ if environ is None else environ
+        use_ssl = env.get("GROWINGIO_S3_USE_SSL", "true").strip().lower()
+        if use_ssl not in ("true", "false", "1", "0"):
+            raise ValueError(f"GROWINGIO_S3_USE_SSL must be true or false, got {use_ssl!r}")
+        return cls(
+            catalog=env.get("GROWINGIO_LAKE_CATALOG") or DEFAULT_CATALOG,
+            data_path=env.get("GROWINGIO_LAKE_DATA_PATH") or DEFAULT_DATA_PATH,
+            catalog_password=env.get("GROWINGIO_LAKE_CATALOG_PASSWORD") or None,
+            s3_endpoint=env.get("GROWINGIO_S3_ENDPOINT") or None,
+            s3_access_key_id=env.get("GROWINGIO_S3_ACCESS_KEY_ID") or None,
+            s3_secret_access_key=env.get("GROWINGIO_S3_SECRET_ACCESS_KEY") or None,
+            s3_region=env.get("GROWINGIO_S3_REGION") or "us-east-1",
+            s3_use_ssl=use_ssl in ("true", "1"),
+            s3_url_style=env.get("GROWINGIO_S3_URL_STYLE") or "path",
+        )
+
+    @classmethod
+    def in_folder(cls, folder: Path, **overrides: object) -> LakeSettings:
+        """A SQLite-catalog lake entirely inside ``folder`` (``catalog.sqlite`` and ``files/``)."""
+        return cls(catalog=str(folder / "catalog.sqlite"), data_path=f"{folder / 'files'}/", **overrides)  # type: ignore[arg-type]
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether the catalog is a PostgreSQL database."""
+        return self.catalog.startswith(POSTGRES_PREFIX)
+
+    @property
+    def is_s3(self) -> bool:
+        """Whether the data files are in an S3-compatible object store."""
+        return self.data_path.startswith("s3://")
+
+    @property
+    def local_root(self) -> Path:
+        """A local folder for this host's working files: beside the SQLite catalog, else ``data/lake``."""
+        return Path(DEFAULT_CATALOG).parent if self.is_postgres else Path(self.catalog).parent
+
+    def secrets(self) -> tuple[str, ...]:
+        """The values that must never be shown."""
+        return tuple(value for value in (self.catalog_password, self.s3_secret_access_key) if value)
+
+    def describe(self) -> str:
+        """Where the lake is, safe to show (the connection string holds no password)."""
+        return f"catalog {self.catalog}, data {self.data_path}"
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _data_path(settings: LakeSettings, *, create: bool) -> str:
+    if settings.is_s3:
+        return settings.data_path.rstrip("/") + "/"
+    folder = Path(settings.data_path).absolute()
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+    return f"{folder}/"
+
+
+def _metadata_uri(settings: LakeSettings, *, create: bool) -> str:
+    if settings.is_postgres:
+        return f"ducklake:{settings.catalog}"
+    catalog = Path(settings.catalog).absolute()
+    if create:
+        catalog.parent.mkdir(parents=True, exist_ok=True)
+    elif not catalog.exists():
+        raise FileNotFoundError(
+            f"no lake at {catalog} yet: load a partition first (or set GROWINGIO_LAKE_CATALOG to the lake's catalog)"
+        )
+    return f"ducklake:sqlite:{catalog}"
+
+
+def _create_secrets(conn: duckdb.DuckDBPyConnection, settings: LakeSettings) -> None:
+    """Temporary DuckDB secrets for the catalog password and S3; they live only in this connection's memory."""
+    if settings.is_postgres and settings.catalog_password:
+        # The unnamed postgres secret: the PostgreSQL extension merges it with the catalog's connection string.
+        conn.execute(
+            f"CREATE OR REPLACE TEMPORARY SECRET (TYPE postgres, PASSWORD {_literal(settings.catalog_password)})"
+        )
+    if settings.is_s3:
+        options = {
+            "KEY_ID": settings.s3_access_key_id,
+            "SECRET": settings.s3_secret_access_key,
+            "ENDPOINT": settings.s3_endpoint,
+            "REGION": settings.s3_region,
+            "URL_STYLE": settings.s3_url_style,
+        }
+        listed = "".join(f", {name} {_literal(value)}" for name, value in options.items() if value)
+        conn.execute(
+            f"CREATE OR REPLACE TEMPORARY SECRET growingio_s3 (TYPE s3{listed}, "
+            f"USE_SSL {'true' if settings.s3_use_ssl else 'false'}, SCOPE {_literal(_data_path(settings, create=False))})"
+        )
+
+
+def attach_lake(conn: duckdb.DuckDBPyConnection, settings: LakeSettings, *, read_only: bool = False) -> None:
+    """Attach the lake to ``conn`` as database ``lake`` and make it the default (``USE lake``).
+
+    Created on first use (not read-only). Errors name the lake but never a password or key.
+    """
+    try:
+        _create_secrets(conn, settings)
+        options = [f"DATA_PATH {_literal(_data_path(settings, create=not read_only))}"]
+        if read_only:
+            options.append("READ_ONLY")
+        else:
+            # Rows go to Parquet files, never inlined in the catalog: inlined rows with maps DuckDB refuses
+            # failed at commit, and a load of an hour is never a handful of rows worth inlining.
+            options.append("DATA_INLINING_ROW_LIMIT 0")
+        uri = _metadata_uri(settings, create=not read_only)
+        conn.execute(f"ATTACH {_literal(uri)} AS {LAKE_DATABASE} ({', '.join(options)})")
+        conn.execute(f"USE {LAKE_DATABASE}")
+    except duckdb.Error as error:
+        message = redact_text(str(error), settings.secrets())
+        raise LakeUnavailable(f"could not open the lake ({settings.describe()}): {message}") from None
+
+
+class LakeUnavailable(RuntimeError):
+    """The lake could not be attached: a wrong path, an unreachable catalog or object store, bad credentials."""
+
+
+def connect_lake(
+    settings: LakeSettings, *, read_only: bool = False, config: Mapping[str, str] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the lake attached as ``lake`` and in use; the caller closes it.
+
+    ``config`` adds DuckDB settings (e.g. ``memory_limit``) to those that load the extensions offline.
+    """
+    conn = duckdb.connect(":memory:", config={**connection_config(), **(config or {})})
+    try:
+        attach_lake(conn, settings, read_only=read_only)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def is_commit_conflict(error: BaseException) -> bool:
+    """Whether ``error`` is a concurrent writer's conflict, which the same transaction may retry."""
+    if not isinstance(error, duckdb.Error):
+        return False
+    text = str(error).lower()
+    return any(marker in text for marker in _CONFLICT_MARKERS)
+
+
+def retry_conflicts(operation: Callable[[], T], *, attempts: int = CONFLICT_RETRIES) -> T:
+    """Run ``operation`` (one whole transaction), again after a jittered pause when it meets a commit conflict.
+
+    Bounded: the last conflict is raised after ``attempts`` tries. Any other error is raised at once.
+    """
+    pause = _RETRY_FIRST_S
+    for attempt in range(1, attempts + 1):
+        try:
+            return operation()
+        except duckdb.Error as error:
+            if attempt == attempts or not is_commit_conflict(error):
+                raise
+        # Full jitter: writers that collided once do not collide again in lockstep.
+        time.sleep(random.uniform(0, pause))
+        pause = min(pause * 2, _RETRY_MAX_S)
+    raise AssertionError("unreachable")
+
+
+def rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, if any: a failed COMMIT has already ended it."""
+    try:
+        conn.rollback()
+    except duckdb.TransactionException:
+        pass
+
+
+def legacy_path_warning(environ: Mapping[str, str] | None = None) -> str | None:
+    """The warning to log when ``GROWINGIO_DUCKDB_PATH`` is still set; None when it is not."""
+    env = os.environ if environ is None else environ
+    path = env.get(LEGACY_PATH_VARIABLE)
+    if not path:
+        return None
+    return (
+        f"{LEGACY_PATH_VARIABLE}={path} is no longer used: the warehouse is now a DuckLake, configured with "
+        "GROWINGIO_LAKE_CATALOG and GROWINGIO_LAKE_DATA_PATH (defaults data/lake/catalog.sqlite and "
+        f"data/lake/files/). Copy the old file's tables into the lake with `{MIGRATION_COMMAND} {path}`, "
+        f"then unset {LEGACY_PATH_VARIABLE}."
+    )
