@@ -159,9 +159,10 @@ def _create_secrets(conn: duckdb.DuckDBPyConnection, settings: LakeSettings) -> 
             "URL_STYLE": settings.s3_url_style,
         }
         listed = "".join(f", {name} {_literal(value)}" for name, value in options.items() if value)
+        use_ssl = "true" if settings.s3_use_ssl else "false"
+        scope = _literal(_data_path(settings, create=False))
         conn.execute(
-            f"CREATE OR REPLACE TEMPORARY SECRET growingio_s3 (TYPE s3{listed}, "
-            f"USE_SSL {'true' if settings.s3_use_ssl else 'false'}, SCOPE {_literal(_data_path(settings, create=False))})"
+            f"CREATE OR REPLACE TEMPORARY SECRET growingio_s3 (TYPE s3{listed}, USE_SSL {use_ssl}, SCOPE {scope})"
         )
 
 

@@ -84,10 +84,10 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
 
     One transaction, retried when a concurrent run creates them at the same time.
     """
-    retry_conflicts(lambda: _in_transaction(conn, _ensure_schema))
+    retry_conflicts(lambda: in_transaction(conn, _ensure_schema))
 
 
-def _in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+def in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
     """``work(conn)`` in one transaction: committed, or rolled back on any error."""
     conn.begin()
     try:
@@ -233,7 +233,7 @@ def replace_partition(
     started = datetime.now(timezone.utc)
     with _insertion_order_not_preserved(conn):
         rows_loaded, unparsed_maps = retry_conflicts(
-            lambda: _in_transaction(conn, lambda c: _replace_rows(c, event_type, partition_key, parts))
+            lambda: in_transaction(conn, lambda c: _replace_rows(c, event_type, partition_key, parts))
         )
     return LoadSummary(
         event_type=event_type.name,
@@ -385,7 +385,7 @@ def record_attempt(conn: duckdb.DuckDBPyConnection, attempt: LoadAttempt) -> Non
 
     DuckLake has no primary keys, so the upsert is a delete and an insert in one transaction.
     """
-    retry_conflicts(lambda: _in_transaction(conn, lambda c: _upsert_attempt(c, attempt)))
+    retry_conflicts(lambda: in_transaction(conn, lambda c: _upsert_attempt(c, attempt)))
 
 
 def _upsert_attempt(conn: duckdb.DuckDBPyConnection, attempt: LoadAttempt) -> None:

@@ -43,11 +43,11 @@ POLL_INTERVAL_S = 0.005
 """How often the file size is looked at: often enough to see the insert, leaving the CPU to the worker."""
 
 
-def kill_when_file_grows(worker: subprocess.Popen, duckdb_path: Path, growth: int) -> bool:
-    """SIGKILL the worker's group once ``duckdb_path`` grew by ``growth`` bytes; False if it ended first."""
-    start_size = duckdb_path.stat().st_size
+def kill_when_file_grows(worker: subprocess.Popen, lake_dir: Path, growth: int) -> bool:
+    """SIGKILL the worker's group once ``lake_dir`` grew by ``growth`` bytes; False if it ended first."""
+    start_size = lake_dir.stat().st_size
     while worker.poll() is None:
-        if duckdb_path.stat().st_size >= start_size + growth:
+        if lake_dir.stat().st_size >= start_size + growth:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
             return True
@@ -57,7 +57,7 @@ def kill_when_file_grows(worker: subprocess.Popen, duckdb_path: Path, growth: in
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_baseline(tmp_path_factory.mktemp("baseline") / "events.duckdb")
+    return build_baseline(tmp_path_factory.mktemp("baseline") / "lake")
 
 
 @pytest.fixture
@@ -74,29 +74,29 @@ def test_sigkill_inside_the_open_transaction_leaves_the_table_and_the_next_run_c
     for attempt in range(KILL_ATTEMPTS):
         directory = tmp_path / f"attempt-{attempt}"
         directory.mkdir()
-        duckdb_path = copy_baseline(baseline, directory)
-        before_rows, before_ledger = table_snapshot(duckdb_path), ledger(duckdb_path)
-        env = worker_environment(large_server, duckdb_path)
+        lake_dir = copy_baseline(baseline, directory)
+        before_rows, before_ledger = table_snapshot(lake_dir), ledger(lake_dir)
+        env = worker_environment(large_server, lake_dir)
         log_path = directory / "worker.log"
         worker = start_worker(env, log_path, FINISHED_PARTITION, "page")
 
-        killed = kill_when_file_grows(worker, duckdb_path, GROWTH_INSIDE_INSERT)
+        killed = kill_when_file_grows(worker, lake_dir, GROWTH_INSIDE_INSERT)
 
         assert killed, f"the worker ended before its insert grew the file: {log_path.read_text()[-2000:]}"
-        if table_snapshot(duckdb_path) == before_rows:
+        if table_snapshot(lake_dir) == before_rows:
             break  # killed inside the open transaction: no trace of it in any table
         # Killed after the commit: the new rows must then be complete, never partial; try again.
-        assert_partition_equals_ground_truth(large_server, duckdb_path, ["page"])
+        assert_partition_equals_ground_truth(large_server, lake_dir, ["page"])
     else:
         pytest.fail(f"the kill never landed inside the transaction in {KILL_ATTEMPTS} attempts")
 
-    assert not [row for row in new_ledger_rows(duckdb_path, before_ledger) if row["status"] == "LOADED"]
-    staging_root = duckdb_path.parent / STAGING_FOLDER
+    assert not [row for row in new_ledger_rows(lake_dir, before_ledger) if row["status"] == "LOADED"]
+    staging_root = lake_dir.parent / STAGING_FOLDER
     assert list(staging_root.glob(f"run-*-{worker.pid}-*")), "the killed run had staged its parts"
 
-    result = run_partition(large_server, duckdb_path, selection=["page"])
+    result = run_partition(large_server, lake_dir, selection=["page"])
 
     assert result.success
     assert not list(staging_root.iterdir()), "the next run removed the killed run's staged parts, then its own"
-    assert_partition_equals_ground_truth(large_server, duckdb_path, ["page"])
-    assert [row["status"] for row in new_ledger_rows(duckdb_path, before_ledger)] == ["LOADED"]
+    assert_partition_equals_ground_truth(large_server, lake_dir, ["page"])
+    assert [row["status"] for row in new_ledger_rows(lake_dir, before_ledger)] == ["LOADED"]
