@@ -12,10 +12,13 @@ and any error raised while attaching is redacted with the project's one redactio
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import random
+import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -181,11 +184,36 @@ def attach_lake(conn: duckdb.DuckDBPyConnection, settings: LakeSettings, *, read
             # failed at commit, and a load of an hour is never a handful of rows worth inlining.
             options.append("DATA_INLINING_ROW_LIMIT 0")
         uri = _metadata_uri(settings, create=not read_only)
-        conn.execute(f"ATTACH {_literal(uri)} AS {LAKE_DATABASE} ({', '.join(options)})")
+        attach = f"ATTACH {_literal(uri)} AS {LAKE_DATABASE} ({', '.join(options)})"
+        with _creation_lock(settings, read_only=read_only):
+            retry_conflicts(lambda: conn.execute(attach))
         conn.execute(f"USE {LAKE_DATABASE}")
     except duckdb.Error as error:
         message = redact_text(str(error), settings.secrets())
         raise LakeUnavailable(f"could not open the lake ({settings.describe()}): {message}") from None
+
+
+@contextlib.contextmanager
+def _creation_lock(settings: LakeSettings, *, read_only: bool) -> Iterator[None]:
+    """Serialise the first ATTACH of a new SQLite catalog, which creates it in WAL mode.
+
+    Two processes creating the catalog at once would both create DuckLake's metadata tables. WAL (kept in the
+    file) lets readers read the catalog while a writer commits: in SQLite's default mode a reader's query fails
+    with "database is locked" during every commit. Once the catalog exists, no lock is taken.
+    """
+    catalog = Path(settings.catalog)
+    if read_only or settings.is_postgres or catalog.exists():
+        yield
+        return
+    with open(catalog.with_name(catalog.name + ".create-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not catalog.exists():
+                with contextlib.closing(sqlite3.connect(catalog)) as database:
+                    database.execute("PRAGMA journal_mode=WAL")
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class LakeUnavailable(RuntimeError):

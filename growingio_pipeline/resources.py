@@ -13,8 +13,8 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from growingio_pipeline.export_api import ClientSettings, ExportClient
 from growingio_pipeline.duckdb_extensions import connection_config
+from growingio_pipeline.export_api import ClientSettings, ExportClient
 from growingio_pipeline.lake import (
     DEFAULT_CATALOG,
     DEFAULT_DATA_PATH,

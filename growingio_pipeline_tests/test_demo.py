@@ -40,7 +40,7 @@ def run_demo(lake_dir: Path) -> DemoRun:
     """One run of the demo in its own process group; asserts it succeeded and left no process behind."""
     command = [
         sys.executable, "-m", "growingio_pipeline.demo", "--hours", str(HOURS),
-        "--rows-per-hour", str(PAGE_ROWS_PER_HOUR), "--duckdb-path", str(lake_dir),
+        "--rows-per-hour", str(PAGE_ROWS_PER_HOUR), "--lake-dir", str(lake_dir),
     ]  # fmt: skip
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -60,7 +60,7 @@ def run_demo(lake_dir: Path) -> DemoRun:
 
 @dataclass(frozen=True)
 class TwoDemoRuns:
-    """The demo run twice on the same DuckDB file, with a table snapshot after each."""
+    """The demo run twice on the same lake, with a table snapshot after each."""
 
     first: DemoRun
     tables_after_first: dict[str, list[tuple]]
