@@ -205,15 +205,11 @@ def _creation_lock(settings: LakeSettings, *, read_only: bool) -> Iterator[None]
     if read_only or settings.is_postgres or catalog.exists():
         yield
         return
-    with open(catalog.with_name(catalog.name + ".create-lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not catalog.exists():
-                with contextlib.closing(sqlite3.connect(catalog)) as database:
-                    database.execute("PRAGMA journal_mode=WAL")
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with _file_lock(catalog.with_name(catalog.name + ".create-lock")):
+        if not catalog.exists():
+            with contextlib.closing(sqlite3.connect(catalog)) as database:
+                database.execute("PRAGMA journal_mode=WAL")
+        yield
 
 
 class LakeUnavailable(RuntimeError):
@@ -260,6 +256,52 @@ def retry_conflicts(operation: Callable[[], T], *, attempts: int = CONFLICT_RETR
         time.sleep(random.uniform(0, pause))
         pause = min(pause * 2, _RETRY_MAX_S)
     raise AssertionError("unreachable")
+
+
+def write_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """``work(conn)`` in one transaction, committed or rolled back; run again on a commit conflict.
+
+    On a SQLite catalog the writers of this host take turns, with a file lock held for the transaction only:
+    SQLite admits one writer at a time, and DuckLake's commit then fails at once ("database is locked") rather
+    than waiting, so three writers kept failing each other's commits. Readers never take the lock. A SQLite
+    catalog lives on one host, so a host-local lock covers every writer; a PostgreSQL catalog needs none.
+    """
+    lock_path = _sqlite_write_lock_path(conn)
+
+    def attempt() -> T:
+        with _file_lock(lock_path):
+            conn.begin()
+            try:
+                result = work(conn)
+                conn.commit()
+            except BaseException:
+                rollback_quietly(conn)
+                raise
+        return result
+
+    return retry_conflicts(attempt)
+
+
+def _sqlite_write_lock_path(conn: duckdb.DuckDBPyConnection) -> Path | None:
+    rows = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = ?", [LAKE_DATABASE]).fetchall()
+    if not rows or not str(rows[0][0]).startswith("sqlite:"):
+        return None
+    catalog = Path(str(rows[0][0]).removeprefix("sqlite:"))
+    return catalog.with_name(catalog.name + ".write-lock")
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` for the block (none when ``path`` is None)."""
+    if path is None:
+        yield
+        return
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:

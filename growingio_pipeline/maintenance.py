@@ -2,7 +2,7 @@
 
 Every hourly load adds files and snapshots; a partition replaced makes its old files garbage once no
 snapshot reads them. Each step is its own DuckLake transaction, so loads go on beside it: a step whose
-commit conflicts with a load is retried (``lake.retry_conflicts``), and so is the load.
+commit conflicts with a load is retried (``lake.write_transaction``), and so is the load.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import duckdb
 
-from growingio_pipeline.lake import LAKE_DATABASE, retry_conflicts
+from growingio_pipeline.lake import LAKE_DATABASE, write_transaction
 
 DEFAULT_SNAPSHOT_AGE = timedelta(days=7)
 ORPHAN_AGE = timedelta(days=1)
@@ -60,25 +60,20 @@ class MaintenanceResult:
     snapshots_expired: int
 
 
+def _call(conn: duckdb.DuckDBPyConnection, sql: str, *params: object) -> list[tuple]:
+    """One maintenance function on the lake, as its own write transaction."""
+    return write_transaction(conn, lambda c: c.execute(sql, [LAKE_DATABASE, *params]).fetchall())
+
+
 def maintain(conn: duckdb.DuckDBPyConnection, snapshot_age: timedelta = DEFAULT_SNAPSHOT_AGE) -> MaintenanceResult:
     """Merge adjacent small files, expire snapshots older than ``snapshot_age``, delete unneeded files."""
     if snapshot_age < timedelta(0):
         raise ValueError(f"snapshot_age must not be negative, got {snapshot_age}")
     now = datetime.now(timezone.utc)
     before = lake_files(conn)
-    retry_conflicts(lambda: conn.execute("CALL ducklake_merge_adjacent_files(?)", [LAKE_DATABASE]).fetchall())
-    expired = retry_conflicts(
-        lambda: conn.execute(
-            "CALL ducklake_expire_snapshots(?, older_than => ?)", [LAKE_DATABASE, now - snapshot_age]
-        ).fetchall()
-    )
+    _call(conn, "CALL ducklake_merge_adjacent_files(?)")
+    expired = _call(conn, "CALL ducklake_expire_snapshots(?, older_than => ?)", now - snapshot_age)
     # Files the expired snapshots (and merges) left: no remaining snapshot reads them.
-    retry_conflicts(
-        lambda: conn.execute("CALL ducklake_cleanup_old_files(?, cleanup_all => true)", [LAKE_DATABASE]).fetchall()
-    )
-    retry_conflicts(
-        lambda: conn.execute(
-            "CALL ducklake_delete_orphaned_files(?, older_than => ?)", [LAKE_DATABASE, now - ORPHAN_AGE]
-        ).fetchall()
-    )
+    _call(conn, "CALL ducklake_cleanup_old_files(?, cleanup_all => true)")
+    _call(conn, "CALL ducklake_delete_orphaned_files(?, older_than => ?)", now - ORPHAN_AGE)
     return MaintenanceResult(before=before, after=lake_files(conn), snapshots_expired=len(expired))

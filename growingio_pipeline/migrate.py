@@ -24,9 +24,9 @@ from pathlib import Path
 import duckdb
 
 from growingio_pipeline.event_types import EVENT_TYPES, EventType
-from growingio_pipeline.lake import LakeSettings, LakeUnavailable, connect_lake, retry_conflicts
+from growingio_pipeline.lake import LakeSettings, LakeUnavailable, connect_lake, write_transaction
 from growingio_pipeline.legacy_export import MANIFEST
-from growingio_pipeline.warehouse import LEDGER_TABLE, REJECTS_TABLE, ensure_schema, in_transaction
+from growingio_pipeline.warehouse import LEDGER_TABLE, REJECTS_TABLE, ensure_schema
 
 LEGACY_DUCKDB_VERSION = "2.0.1"
 """The DuckDB the previous version of this project pinned; it reads every file that version wrote."""
@@ -172,16 +172,15 @@ def migrate(
                     if key in present:
                         report.kept[name] += 1
                         continue
-                    report.rows[name] += retry_conflicts(
-                        lambda key=key, expected=expected: in_transaction(
-                            conn, lambda c: _copy_partition(c, event_type, key, expected, export_dir, has_rejects)
-                        )
+                    report.rows[name] += write_transaction(
+                        conn,
+                        lambda c, key=key, expected=expected: _copy_partition(
+                            c, event_type, key, expected, export_dir, has_rejects
+                        ),
                     )
                     report.copied[name] += 1
             if "_load_ledger" in tables:
-                report.ledger_rows = retry_conflicts(
-                    lambda: in_transaction(conn, lambda c: _copy_ledger(c, export_dir))
-                )
+                report.ledger_rows = write_transaction(conn, lambda c: _copy_ledger(c, export_dir))
     return report
 
 

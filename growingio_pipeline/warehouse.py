@@ -4,25 +4,24 @@ Parts are parsed and staged (Arrow IPC files) before a connection is opened; ``r
 then runs one short transaction per (event type, partition): delete the partition's rows, insert
 every staged part (columns matched by name), replace the partition's rejects, commit. Any error rolls the whole
 transaction back, leaving the table as it was; a commit conflict with a concurrent writer runs the whole
-transaction again (``lake.retry_conflicts``). Ledger rows are written outside that transaction, so a
+transaction again (``lake.write_transaction``). Ledger rows are written outside that transaction, so a
 failed load still records its attempt. SQL identifiers come only from the registry.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import TypeVar
 
 import duckdb
 
 from growingio_pipeline.event_types import EVENT_TYPES, ColumnKind, EventType
-from growingio_pipeline.lake import retry_conflicts, rollback_quietly
+from growingio_pipeline.lake import write_transaction
 from growingio_pipeline.parsing import EXTRA_COLUMNS, UNPARSED_MAPS, ParsedPart, read_staged
 
 SCHEMA = "growingio"
@@ -37,8 +36,6 @@ WRITE_CONNECTION_CONFIG: dict[str, str] = {"memory_limit": "512MB"}
 DuckDB's default limit (80% of RAM) lets its buffer cache grow with the data: inserting one
 1M-row part peaked at ~730 MiB RSS, and ~375 MiB with this limit, no slower (DuckDB spills past it).
 """
-
-T = TypeVar("T")
 
 _MAP_TYPE = "MAP(VARCHAR, VARCHAR)"
 _TIMESTAMPTZ = "TIMESTAMP WITH TIME ZONE"  # as DESCRIBE spells it
@@ -84,19 +81,7 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
 
     One transaction, retried when a concurrent run creates them at the same time.
     """
-    retry_conflicts(lambda: in_transaction(conn, _ensure_schema))
-
-
-def in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-    """``work(conn)`` in one transaction: committed, or rolled back on any error."""
-    conn.begin()
-    try:
-        result = work(conn)
-        conn.commit()
-    except BaseException:
-        rollback_quietly(conn)
-        raise
-    return result
+    write_transaction(conn, _ensure_schema)
 
 
 def _ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
@@ -232,8 +217,8 @@ def replace_partition(
             raise ValueError(f"part {part.source} holds {part.event_type!r} rows, not {event_type.name!r}")
     started = datetime.now(timezone.utc)
     with _insertion_order_not_preserved(conn):
-        rows_loaded, unparsed_maps = retry_conflicts(
-            lambda: in_transaction(conn, lambda c: _replace_rows(c, event_type, partition_key, parts))
+        rows_loaded, unparsed_maps = write_transaction(
+            conn, lambda c: _replace_rows(c, event_type, partition_key, parts)
         )
     return LoadSummary(
         event_type=event_type.name,
@@ -385,7 +370,7 @@ def record_attempt(conn: duckdb.DuckDBPyConnection, attempt: LoadAttempt) -> Non
 
     DuckLake has no primary keys, so the upsert is a delete and an insert in one transaction.
     """
-    retry_conflicts(lambda: in_transaction(conn, lambda c: _upsert_attempt(c, attempt)))
+    write_transaction(conn, lambda c: _upsert_attempt(c, attempt))
 
 
 def _upsert_attempt(conn: duckdb.DuckDBPyConnection, attempt: LoadAttempt) -> None:
