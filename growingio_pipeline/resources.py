@@ -18,6 +18,7 @@ from growingio_pipeline.export_api import ClientSettings, ExportClient
 from growingio_pipeline.lake import (
     DEFAULT_CATALOG,
     DEFAULT_DATA_PATH,
+    QUIET_CONFIG,
     LakeSettings,
     LakeUnavailable,
     attach_lake,
@@ -90,7 +91,7 @@ class WarehouseResource(DuckDBResource):
         default=":memory:", description="DuckDB's own database: in memory, the tables are in the attached lake."
     )
     connection_config: dict[str, Any] = Field(
-        default_factory=lambda: {**WRITE_CONNECTION_CONFIG, **connection_config()},
+        default_factory=lambda: {**QUIET_CONFIG, **WRITE_CONNECTION_CONFIG, **connection_config()},
         description="DuckDB settings: the memory limit keeps a load's peak bounded; the extension directory "
         "loads the lake's extensions from the installed packages, with no download.",
     )

@@ -68,7 +68,7 @@ def secrets_of(server: LocalExportServer) -> list[str]:
 def everything_a_run_leaves(
     instance: dg.DagsterInstance, instance_dir: Path, lake_dir: Path, results: list[dg.ExecuteInProcessResult]
 ) -> str:
-    """All text the runs left: stored events, the instance's files, the warehouse's tables and file, errors."""
+    """All text the runs left: stored events, the instance's files, the lake's tables and files, errors."""
     texts = []
     for result in results:
         texts += [serialize_value(entry) for entry in instance.all_logs(result.run_id)]
@@ -79,7 +79,8 @@ def everything_a_run_leaves(
         for table in (LEDGER_TABLE, REJECTS_TABLE):
             texts.append(repr(conn.execute(f"SELECT * FROM {table}").fetchall()))
         texts.append(repr(conn.execute("SELECT _source_part, _extra_columns FROM growingio.page").fetchall()))
-    texts.append(lake_dir.read_bytes().decode("utf-8", "replace"))
+    # The lake's own files: the catalog and every Parquet file.
+    texts += [path.read_bytes().decode("utf-8", "replace") for path in lake_dir.rglob("*") if path.is_file()]
     return "\n".join(texts)
 
 
