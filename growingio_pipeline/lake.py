@@ -39,8 +39,6 @@ CONFLICT_RETRIES = 8
 """Attempts at one transaction that keeps meeting commit conflicts, before the error is raised."""
 _RETRY_FIRST_S = 0.1
 _RETRY_MAX_S = 3.0
-QUIET_CONFIG = {"enable_progress_bar": "false"}
-"""No progress bar on standard output: it would fill run logs and break ``growingio-sql --format csv``."""
 _CONFLICT_MARKERS = ("conflict", "database is locked", "could not serialize", "deadlock detected")
 
 T = TypeVar("T")
@@ -177,6 +175,8 @@ def attach_lake(conn: duckdb.DuckDBPyConnection, settings: LakeSettings, *, read
     Created on first use (not read-only). Errors name the lake but never a password or key.
     """
     try:
+        # No progress bar on standard output: it would fill run logs and break `growingio-sql --format csv`.
+        conn.execute("SET enable_progress_bar = false")
         _create_secrets(conn, settings)
         options = [f"DATA_PATH {_literal(_data_path(settings, create=not read_only))}"]
         if read_only:
@@ -225,7 +225,7 @@ def connect_lake(
 
     ``config`` adds DuckDB settings (e.g. ``memory_limit``) to those that load the extensions offline.
     """
-    conn = duckdb.connect(":memory:", config={**QUIET_CONFIG, **connection_config(), **(config or {})})
+    conn = duckdb.connect(":memory:", config={**connection_config(), **(config or {})})
     try:
         attach_lake(conn, settings, read_only=read_only)
     except BaseException:

@@ -37,6 +37,10 @@ class MigrationError(RuntimeError):
     """The old file could not be read, or a partition's row count did not match after the copy."""
 
 
+class _WrittenByNewerDuckDB(MigrationError):
+    """The file's storage version is newer than this DuckDB reads."""
+
+
 @dataclass
 class MigrationReport:
     """What one migration did."""
@@ -60,10 +64,8 @@ def export_old_file(database: Path, output_dir: Path, legacy_dir: Path) -> dict:
     """Export ``database`` to Parquet with this DuckDB if it can read the file, else with the legacy one."""
     try:
         return _run_export(database, output_dir, python_path=None)
-    except MigrationError as error:
-        if _NEWER_FILE not in str(error):
-            raise
-    return _run_export(database, output_dir, python_path=_install_legacy_duckdb(legacy_dir))
+    except _WrittenByNewerDuckDB:
+        return _run_export(database, output_dir, python_path=_install_legacy_duckdb(legacy_dir))
 
 
 def _run_export(database: Path, output_dir: Path, python_path: Path | None) -> dict:
@@ -77,8 +79,9 @@ def _run_export(database: Path, output_dir: Path, python_path: Path | None) -> d
         text=True,
     )
     if result.returncode != 0:
-        last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MigrationError(f"could not read {database}: {last_line}")
+        errors = [line for line in result.stderr.splitlines() if "Error" in line] or ["no error message"]
+        failure = _WrittenByNewerDuckDB if _NEWER_FILE in result.stderr else MigrationError
+        raise failure(f"could not read {database}: {errors[-1].strip()}")
     return json.loads((output_dir / MANIFEST).read_text())
 
 

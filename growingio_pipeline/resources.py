@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,6 @@ from growingio_pipeline.export_api import ClientSettings, ExportClient
 from growingio_pipeline.lake import (
     DEFAULT_CATALOG,
     DEFAULT_DATA_PATH,
-    QUIET_CONFIG,
     LakeSettings,
     LakeUnavailable,
     attach_lake,
@@ -91,7 +91,7 @@ class WarehouseResource(DuckDBResource):
         default=":memory:", description="DuckDB's own database: in memory, the tables are in the attached lake."
     )
     connection_config: dict[str, Any] = Field(
-        default_factory=lambda: {**QUIET_CONFIG, **WRITE_CONNECTION_CONFIG, **connection_config()},
+        default_factory=lambda: {**WRITE_CONNECTION_CONFIG, **connection_config()},
         description="DuckDB settings: the memory limit keeps a load's peak bounded; the extension directory "
         "loads the lake's extensions from the installed packages, with no download.",
     )
@@ -114,18 +114,8 @@ class WarehouseResource(DuckDBResource):
             context.log.warning(warning)
 
     def lake_settings(self) -> LakeSettings:
-        """These settings as ``LakeSettings``."""
-        return LakeSettings(
-            catalog=self.catalog,
-            data_path=self.data_path,
-            catalog_password=self.catalog_password,
-            s3_endpoint=self.s3_endpoint,
-            s3_access_key_id=self.s3_access_key_id,
-            s3_secret_access_key=self.s3_secret_access_key,
-            s3_region=self.s3_region,
-            s3_use_ssl=self.s3_use_ssl,
-            s3_url_style=self.s3_url_style,
-        )
+        """These settings as ``LakeSettings`` (its fields are this resource's lake fields, by name)."""
+        return LakeSettings(**{field.name: getattr(self, field.name) for field in dataclasses.fields(LakeSettings)})
 
     @property
     def staging_root(self) -> Path:

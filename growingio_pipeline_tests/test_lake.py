@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from growingio_pipeline.duckdb_extensions import DUCKDB_VERSION, EXTENSIONS, extension_directory
@@ -21,6 +22,7 @@ from growingio_pipeline.lake import (
     LakeUnavailable,
     connect_lake,
     legacy_path_warning,
+    retry_conflicts,
 )
 from growingio_pipeline.query import connect
 from growingio_pipeline_tests.pipeline_harness import (
@@ -155,3 +157,22 @@ def test_the_old_duckdb_path_variable_logs_a_warning_and_the_run_succeeds(
     assert expected is not None and expected in messages
     for name in ("GROWINGIO_LAKE_CATALOG", "GROWINGIO_LAKE_DATA_PATH", "growingio-migrate-duckdb"):
         assert name in expected
+
+
+def test_commit_conflicts_are_retried_a_bounded_number_of_times_and_other_errors_not_at_all() -> None:
+    calls: list[str] = []
+
+    def conflicting() -> None:
+        calls.append("conflict")
+        raise duckdb.TransactionException("Transaction conflict - attempting to delete from table page")
+
+    def broken() -> None:
+        calls.append("broken")
+        raise duckdb.InvalidInputException("Map keys must be unique.")
+
+    with pytest.raises(duckdb.TransactionException, match="Transaction conflict"):
+        retry_conflicts(conflicting, attempts=3)
+    with pytest.raises(duckdb.InvalidInputException):
+        retry_conflicts(broken, attempts=3)
+    assert calls == ["conflict"] * 3 + ["broken"]
+    assert retry_conflicts(lambda: "committed") == "committed"
