@@ -109,6 +109,7 @@ class WarehouseResource(DuckDBResource):
     s3_url_style: str = Field(default="path", description="S3 URL style: path or vhost.")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Warn, once per run, when the old single-file setting is still set."""
         warning = legacy_path_warning()
         if warning and context.log is not None:
             context.log.warning(warning)
