@@ -8,13 +8,13 @@ Usage (from the repository root, with the project's venv)::
 The local export server serves one Beijing day (2026-11-28) with a clock frozen after every hour
 has FINISHED; ``prepare`` generates and compresses all parts first, so generation is not timed.
 Each partition is one real Dagster run (``dagster.materialize``, in-process executor, one
-instance for the whole backfill) of the multi-asset (one asset per event type), writing one DuckDB file. Per
+instance for the whole backfill) of the ten-asset multi-asset, writing one lake (SQLite catalog). Per
 partition the script reports:
 
 - run: the run's wall time, RUN_START to RUN_SUCCESS in Dagster's event log;
 - step: STEP_START to STEP_SUCCESS of the multi-asset's step;
 - data path: time spent in ``ingest.stage_event_type`` (download, gzip check, parse, staging) and
-  ``ingest.write_staged`` (DuckDB transaction, verification, ledger row), timed around the asset's
+  ``ingest.write_staged`` (lake transaction, verification, ledger row), timed around the asset's
   calls from ``ingest.load_partition`` (the ledger's ``duration_s`` cannot be summed: a type's attempt
   starts when it is staged, so the attempts of a run overlap);
 - API and metadata: step minus data path (the export request under the 2 calls/s limit, the schema
@@ -35,14 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 from results import add_json_option, write_json
 
 from growingio_pipeline import ingest
 from growingio_pipeline.assets import build_event_assets
 from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline.lake import LakeSettings
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
 from growingio_pipeline.partitions import KEY_FORMATS, build_partitions_def
+from growingio_pipeline.query import connect
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
 from growingio_pipeline.warehouse import table_row_counts
 
@@ -104,20 +105,27 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}
 
 
 def event_assets_and_resources(
-    base_url: str, token: str, project_id: str, database: str
+    base_url: str, token: str, project_id: str, lake_dir: str
 ) -> tuple[dg.AssetsDefinition, dict[str, dg.ConfigurableResource]]:
-    """The hourly event assets of ``DAY`` onwards, and resources for this export server and DuckDB file."""
+    """The hourly event assets of ``DAY`` onwards, and resources for this export server and the lake in ``lake_dir``."""
     assets = build_event_assets("hour", build_partitions_def("hour", partition_keys(1)[0]))
     resources = {
         "growingio": GrowingIOExportResource(base_url=base_url, token=token, project_id=project_id),
-        "warehouse": WarehouseResource(database=database),
+        "warehouse": WarehouseResource(
+            catalog=lake_settings(lake_dir).catalog, data_path=lake_settings(lake_dir).data_path
+        ),
     }
     return assets, resources
 
 
-def run_backfill(server: LocalExportServer, keys: list[str], duckdb_path: Path) -> list[dict[str, float]]:
+def lake_settings(lake_dir: str | Path) -> LakeSettings:
+    """A lake with a SQLite catalog and local files, inside ``lake_dir``."""
+    return LakeSettings.in_folder(Path(lake_dir))
+
+
+def run_backfill(server: LocalExportServer, keys: list[str], lake_dir: Path) -> list[dict[str, float]]:
     """One Dagster run per partition; the timings of each."""
-    assets, resources = event_assets_and_resources(server.base_url, server.token, server.project_id, str(duckdb_path))
+    assets, resources = event_assets_and_resources(server.base_url, server.token, server.project_id, str(lake_dir))
     timer = install_timer()
     figures = []
     with dg.DagsterInstance.ephemeral() as instance:
@@ -159,11 +167,11 @@ def main(argv: list[str] | None = None) -> int:
             f"prepared {len(keys)} hours x {len(EVENT_TYPES)} types in {time.perf_counter() - started:.1f} s "
             "(not timed below)"
         )
-        duckdb_path = Path(workdir) / "backfill.duckdb"
+        lake_dir = Path(workdir) / "lake"
         started = time.perf_counter()
-        figures = run_backfill(server, keys, duckdb_path)
+        figures = run_backfill(server, keys, lake_dir)
         total = time.perf_counter() - started
-        with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+        with connect(lake_settings(lake_dir)) as conn:
             counts = table_row_counts(conn)
     rows = sum(figure["rows"] for figure in figures)
 

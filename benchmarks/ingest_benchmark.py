@@ -8,9 +8,9 @@ Usage (from the repository root, with the project's venv)::
 
 The data is the local server's generator (``generate_export``) written by its CSV writer as one
 gzip part (level 6, like the vendor's), cached in ``--workdir``. Each engine loads the part into a
-fresh DuckDB file, in a subprocess of its own so that its peak RSS is its own; engines alternate
-across repetitions. Timed, in each child, from the gzip file on disk to committed rows (imports
-and the empty database excluded):
+fresh lake (SQLite catalog, local Parquet files: the project's warehouse), in a subprocess of its own so
+that its peak RSS is its own; engines alternate across repetitions. Timed, in each child, from the gzip file
+on disk to committed rows (imports and the empty database excluded):
 
 - ``project``: ``parse_part`` then ``replace_partition`` (what ``ingest`` runs per part after the
   download, whose gzip check now runs inside the download stream: its cost is printed apart);
@@ -33,6 +33,7 @@ import cProfile
 import json
 import pstats
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -134,16 +135,23 @@ def _load_pandas(conn, part_paths: list[Path]) -> tuple[int, dict[str, float]]:
     return rows, {"read_csv_s": parsed - started, "insert_s": time.perf_counter() - parsed}
 
 
-def run_engine(engine: str, part_paths: list[Path], db_path: Path) -> dict[str, object]:
-    """Load the parts with ``engine`` into a fresh DuckDB file; rows, seconds, CPU, peak RSS (this process)."""
-    import duckdb
+def open_fresh_lake(lake_dir: Path, config: dict[str, str] | None = None):
+    """A connection to a new, empty lake in ``lake_dir`` (what was there is removed), with the project's schema."""
+    from growingio_pipeline.lake import LakeSettings, connect_lake
+    from growingio_pipeline.warehouse import ensure_schema
 
-    from growingio_pipeline.warehouse import WRITE_CONNECTION_CONFIG, ensure_schema
-
-    db_path.unlink(missing_ok=True)
-    conn = duckdb.connect(str(db_path), config=WRITE_CONNECTION_CONFIG)  # every engine: the same DuckDB settings
-    conn.execute("SET TimeZone = 'UTC'")
+    shutil.rmtree(lake_dir, ignore_errors=True)
+    conn = connect_lake(LakeSettings.in_folder(lake_dir), config=config)
     ensure_schema(conn)
+    return conn
+
+
+def run_engine(engine: str, part_paths: list[Path], db_path: Path) -> dict[str, object]:
+    """Load the parts with ``engine`` into a fresh lake; rows, seconds, CPU, peak RSS (this process)."""
+    from growingio_pipeline.warehouse import WRITE_CONNECTION_CONFIG
+
+    conn = open_fresh_lake(db_path, WRITE_CONNECTION_CONFIG)  # every engine: the same DuckDB settings
+    conn.execute("SET TimeZone = 'UTC'")
     if engine == "pandas":
         import pandas  # noqa: F401  (imported before the timer, like the other engines' modules)
     usage_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -188,18 +196,16 @@ def measure(engine: str, part_paths: list[Path], db_path: Path) -> dict[str, obj
 
 def differing_rows(reference_db: Path, other_db: Path, *, empty_is_null: bool) -> tuple[int, int]:
     """Rows of the reference's table missing from the other, and the reverse (``EXCEPT ALL``, every registry column)."""
-    import duckdb
-
     from growingio_pipeline.event_types import ColumnKind, get_event_type
+    from growingio_pipeline.lake import LakeSettings, connect_lake
 
     columns = get_event_type(EVENT_TYPE).columns
     items = ", ".join(
         f"NULLIF(\"{c.name}\", '')" if empty_is_null and c.kind is ColumnKind.STRING else f'"{c.name}"' for c in columns
     )
-    conn = duckdb.connect()
+    conn = connect_lake(LakeSettings.in_folder(reference_db), read_only=True)  # attached as `lake`
     conn.execute("SET TimeZone = 'UTC'")
-    conn.execute(f"ATTACH '{reference_db}' AS reference (READ_ONLY)")
-    conn.execute(f"ATTACH '{other_db}' AS other (READ_ONLY)")
+    conn.execute(f"ATTACH 'ducklake:sqlite:{LakeSettings.in_folder(other_db).catalog}' AS other (READ_ONLY)")
     table = f"growingio.{EVENT_TYPE}"
 
     def missing(left: str, right: str) -> int:
@@ -208,7 +214,7 @@ def differing_rows(reference_db: Path, other_db: Path, *, empty_is_null: bool) -
         )
         return conn.execute(query).fetchall()[0][0]
 
-    return missing("reference", "other"), missing("other", "reference")
+    return missing("lake", "other"), missing("other", "lake")
 
 
 def gzip_check_seconds(part_path: Path) -> float:
@@ -234,7 +240,7 @@ def benchmark(part_path: Path, workdir: Path, reps: int) -> dict[str, list[dict[
     for rep in range(reps):
         order = ENGINES[rep % len(ENGINES) :] + ENGINES[: rep % len(ENGINES)]
         for engine in order:
-            result = measure(engine, [part_path], workdir / f"{engine}.duckdb")
+            result = measure(engine, [part_path], workdir / engine)
             results[engine].append(result)
             rate = result["rows"] / result["seconds"]
             print(
@@ -263,9 +269,7 @@ def report(results: dict[str, list[dict[str, object]]], workdir: Path) -> dict[s
     print(f"rows loaded: {rows}")
     differences = {}
     for engine, empty_is_null in (("duckdb", False), ("pandas", True)):
-        missing, extra = differing_rows(
-            workdir / "project.duckdb", workdir / f"{engine}.duckdb", empty_is_null=empty_is_null
-        )
+        missing, extra = differing_rows(workdir / "project", workdir / engine, empty_is_null=empty_is_null)
         note = " ('' read as NULL: pandas cannot tell quoted from unquoted empty fields)" if empty_is_null else ""
         print(
             f"tables equal, project vs {engine}: {missing == extra == 0} "
@@ -291,7 +295,7 @@ def memory_growth(part_path: Path, workdir: Path, parts: int) -> list[dict[str, 
         copies.append(copy)
     runs = []
     for count in (1, parts):
-        result = measure("project", copies[:count], workdir / "memory.duckdb")
+        result = measure("project", copies[:count], workdir / "memory")
         print(
             f"project, {count} part(s) of {_mib(part_path.stat().st_size)} gzip: {result['rows']:,} rows, "
             f"{result['seconds']:.2f} s, peak RSS {_mib(result['peak_rss'])}"
@@ -302,14 +306,7 @@ def memory_growth(part_path: Path, workdir: Path, parts: int) -> list[dict[str, 
 
 def profile(part_path: Path, workdir: Path) -> None:
     """cProfile of the project's path in this process: the top functions by own time."""
-    import duckdb
-
-    from growingio_pipeline.warehouse import ensure_schema
-
-    db_path = workdir / "profile.duckdb"
-    db_path.unlink(missing_ok=True)
-    conn = duckdb.connect(str(db_path))
-    ensure_schema(conn)
+    conn = open_fresh_lake(workdir / "profile")
     profiler = cProfile.Profile()
     profiler.enable()
     rows, stages = _load_project(conn, [part_path], workdir / "profile-staging")

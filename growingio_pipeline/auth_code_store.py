@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-DEFAULT_CATALOG = "data/lake/catalog.sqlite"
-"""``GROWINGIO_LAKE_CATALOG``'s default: the code lives in the lake's catalog file."""
-POSTGRES_PREFIX = "postgres:"
+from growingio_pipeline.lake import POSTGRES_PREFIX
+
 TABLE = "growingio_auth_code"
 LOCK_TIMEOUT_S = 300.0
 """How long a run waits for another run that is fetching a code (one throttled, retried POST)."""
@@ -80,6 +79,9 @@ class SqliteAuthCodeStore:
     def exchange(self, scope: str, keep: Callable[[StoredCode], bool], fetch: Callable[[], str]) -> StoredCode:
         """Under the lock: the stored code if there is one ``keep`` accepts, else ``fetch()``'s, stored and returned."""
         with self._connection() as conn:
+            # WAL, as the lake creates its catalog: when this store creates the file first, lake readers must
+            # still read while a writer commits. Kept in the file; set outside the transaction.
+            self._execute(conn, "PRAGMA journal_mode=WAL")
             self._execute(conn, "BEGIN IMMEDIATE")
             try:
                 self._execute(conn, _CREATE_TABLE)

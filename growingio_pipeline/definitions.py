@@ -1,9 +1,10 @@
 """The Dagster code location: assets, checks, job, schedule and resources, configured from the environment.
 
 Settings (all optional at load time, so the UI opens without credentials):
-GROWINGIO_BASE_URL, GROWINGIO_TOKEN, GROWINGIO_PROJECT_ID, GROWINGIO_CLIENT_ID, GROWINGIO_DUCKDB_PATH,
-GROWINGIO_START_DATE, GROWINGIO_EXPORT_TYPE (hour | day); for key-pair authentication instead of a token,
-GROWINGIO_PRIVATE_KEY, GROWINGIO_PROJECT_UID and GROWINGIO_LAKE_CATALOG.
+GROWINGIO_BASE_URL, GROWINGIO_TOKEN, GROWINGIO_PROJECT_ID, GROWINGIO_CLIENT_ID, GROWINGIO_START_DATE,
+GROWINGIO_EXPORT_TYPE (hour | day), and the lake's GROWINGIO_LAKE_* and GROWINGIO_S3_* (see lake.py); for key-pair
+authentication instead of a token, GROWINGIO_PRIVATE_KEY and GROWINGIO_PROJECT_UID (the shared code is kept in
+GROWINGIO_LAKE_CATALOG).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import dagster as dg
 
 from growingio_pipeline.assets import build_event_assets
+from growingio_pipeline.maintenance_job import lake_maintenance_job, lake_maintenance_schedule
 from growingio_pipeline.partitions import build_partitions_def
 from growingio_pipeline.resources import resources_from_env
 from growingio_pipeline.schedules import build_latest_export_schedule
@@ -29,8 +31,8 @@ def build_definitions(export_type: str = "hour", start_date: str | None = None) 
     )
     return dg.Definitions(
         assets=[event_assets],
-        jobs=[job],
-        schedules=[build_latest_export_schedule(job, export_type)],
+        jobs=[job, lake_maintenance_job],
+        schedules=[build_latest_export_schedule(job, export_type), lake_maintenance_schedule],
         resources=resources_from_env(),
         # A run is a single step (one API call per partition): a step subprocess would only add start-up time.
         executor=dg.in_process_executor,

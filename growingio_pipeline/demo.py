@@ -1,4 +1,4 @@
-"""The demo: one day of all ten event types from the local export server into ``data/growingio_events.duckdb``.
+"""The demo: one day of all ten event types from the local export server into the lake under ``data/lake``.
 
 Starts the local GrowingIO export server on a free loopback port, runs the Dagster job for the 24 hourly
 partitions of the most recent complete Beijing day, then prints rows per table and an analytic query.
@@ -14,13 +14,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from growingio_pipeline.definitions import build_definitions
 from growingio_pipeline.event_types import BEIJING
+from growingio_pipeline.lake import DEFAULT_CATALOG, LakeSettings
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.partitions import KEY_FORMATS
-from growingio_pipeline.resources import DEFAULT_DUCKDB_PATH
+from growingio_pipeline.query import connect
 from growingio_pipeline.warehouse import table_row_counts
 
 DEMO_TOKEN = "demo-token"
@@ -46,11 +46,17 @@ def latest_complete_day(now: datetime) -> datetime:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duckdb-path", default=DEFAULT_DUCKDB_PATH)
+    parser.add_argument(
+        "--lake-dir",
+        type=Path,
+        default=Path(DEFAULT_CATALOG).parent,
+        help="the lake's folder: catalog.sqlite and files/ (default: data/lake)",
+    )
     parser.add_argument("--rows-per-hour", type=int, default=2000, help="page rows per hour")
     parser.add_argument("--hours", type=int, default=24)
     args = parser.parse_args(argv)
 
+    lake = LakeSettings.in_folder(args.lake_dir)
     day = latest_complete_day(datetime.now(timezone.utc))
     partition_keys = [(day + timedelta(hours=h)).strftime(KEY_FORMATS["hour"]) for h in range(args.hours)]
     with LocalExportServer(token=DEMO_TOKEN, project_id=DEMO_PROJECT_ID, rows_per_hour=args.rows_per_hour) as server:
@@ -59,11 +65,13 @@ def main(argv: list[str] | None = None) -> None:
             GROWINGIO_BASE_URL=server.base_url,
             GROWINGIO_TOKEN=DEMO_TOKEN,
             GROWINGIO_PROJECT_ID=DEMO_PROJECT_ID,
-            GROWINGIO_DUCKDB_PATH=args.duckdb_path,
+            GROWINGIO_LAKE_CATALOG=lake.catalog,
+            GROWINGIO_LAKE_DATA_PATH=lake.data_path,
             GROWINGIO_START_DATE=partition_keys[0],
         )
+        os.environ.pop("GROWINGIO_DUCKDB_PATH", None)  # the demo has its own lake: no warning about the old file
         _materialize(partition_keys)
-    _report(Path(args.duckdb_path))
+    _report(lake)
 
 
 def _materialize(partition_keys: list[str]) -> None:
@@ -89,9 +97,9 @@ def _row_count(event: dg.DagsterEvent) -> int:
     return count
 
 
-def _report(duckdb_path: Path) -> None:
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
-        print(f"\nrows per table in {duckdb_path}:")
+def _report(lake: LakeSettings) -> None:
+    with connect(lake) as conn:
+        print(f"\nrows per table in the lake ({lake.describe()}):")
         for table, rows in table_row_counts(conn).items():
             print(f"  {table:<32} {rows:>10,}")
         print("\npage views and sessions per platform per Beijing hour (first rows):")

@@ -38,9 +38,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from growingio_pipeline.auth import TOKEN_PATH, SharedAuthCode, code_request_body, code_scope
-from growingio_pipeline.auth_code_store import DEFAULT_CATALOG, open_auth_code_store
+from growingio_pipeline.auth_code_store import open_auth_code_store
 from growingio_pipeline.event_types import BEIJING, EVENT_TYPES
 from growingio_pipeline.export_contract import EXPORT_DATE_FORMATS, EXPORT_TYPES, MAX_EXPIRE_MINUTES, MINUTE_FORMAT
+from growingio_pipeline.lake import DEFAULT_CATALOG
 from growingio_pipeline.redaction import redact_text, redact_url
 
 logger = logging.getLogger(__name__)

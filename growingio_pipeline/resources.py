@@ -1,12 +1,9 @@
-"""Dagster resources: the GrowingIO export client and the DuckDB file, configured from the environment."""
+"""Dagster resources: the GrowingIO export client and the lake, configured from the environment."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import random
-import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,15 +14,22 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from growingio_pipeline.duckdb_extensions import connection_config
 from growingio_pipeline.export_api import DOC, KEY_PAIR_FIELDS, ClientSettings, ExportClient
-from growingio_pipeline.warehouse import SCHEMA, WRITE_CONNECTION_CONFIG
+from growingio_pipeline.lake import (
+    DEFAULT_CATALOG,
+    DEFAULT_DATA_PATH,
+    LAKE_SECRET_VARIABLES,
+    LakeSettings,
+    LakeUnavailable,
+    attach_lake,
+    legacy_path_warning,
+)
+from growingio_pipeline.warehouse import WRITE_CONNECTION_CONFIG
 
 ENV_PREFIX = "GROWINGIO_"
 """Each resource setting can be set from the environment as ``GROWINGIO_<SETTING IN UPPER CASE>``."""
-DEFAULT_DUCKDB_PATH = "data/growingio_events.duckdb"
 STAGING_FOLDER = ".growingio-staging"
-_LOCK_RETRY_FIRST_S = 0.05
-_LOCK_RETRY_MAX_S = 1.0
 _CLIENT_FIELDS = {setting.name: setting for setting in dataclasses.fields(ClientSettings)}
 SECRET_SETTINGS = frozenset({"token", "private_key"})
 """Settings read from the environment as ``EnvVar``, so their value never shows in the UI."""
@@ -98,60 +102,59 @@ class GrowingIOExportResource(dg.ConfigurableResource):  # type: ignore[type-arg
 
 
 class WarehouseResource(DuckDBResource):
-    """The DuckDB file; a connection is always closed, so a failed write never holds the file lock."""
+    """The lake, through dagster-duckdb's ``DuckDBResource``: an in-memory DuckDB per connection with the lake
+    attached as ``lake``. Loads and queries never wait for each other; concurrent writers retry their conflicts."""
 
+    database: str = Field(
+        default=":memory:", description="DuckDB's own database: in memory, the tables are in the attached lake."
+    )
     connection_config: dict[str, Any] = Field(
-        default_factory=lambda: dict(WRITE_CONNECTION_CONFIG),
-        description="DuckDB settings for the loading connection; the memory limit keeps a load's peak bounded.",
+        default_factory=lambda: {**WRITE_CONNECTION_CONFIG, **connection_config()},
+        description="DuckDB settings: the memory limit keeps a load's peak bounded; the extension directory "
+        "loads the lake's extensions from the installed packages, with no download.",
     )
-    lock_timeout_s: float = Field(
-        default=300.0, description="How long to wait while another process holds the DuckDB file's write lock."
+    catalog: str = Field(
+        default=DEFAULT_CATALOG,
+        description="The lake's catalog: a SQLite file path, or postgres: and a libpq string without password.",
     )
+    data_path: str = Field(default=DEFAULT_DATA_PATH, description="Where the Parquet files go: a folder or s3://.")
+    catalog_password: str | None = Field(default=None, description="PostgreSQL catalog password.")
+    s3_endpoint: str | None = Field(default=None, description="S3-compatible endpoint, host:port.")
+    s3_access_key_id: str | None = Field(default=None, description="S3 access key id.")
+    s3_secret_access_key: str | None = Field(default=None, description="S3 secret access key.")
+    s3_region: str = Field(default="us-east-1", description="S3 region.")
+    s3_use_ssl: bool = Field(default=True, description="Whether to reach the S3 endpoint over TLS.")
+    s3_url_style: str = Field(default="path", description="S3 URL style: path or vhost.")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Warn, once per run, when the old single-file setting is still set."""
+        warning = legacy_path_warning()
+        if warning and context.log is not None:
+            context.log.warning(warning)
+
+    def lake_settings(self) -> LakeSettings:
+        """These settings as ``LakeSettings`` (its fields are this resource's lake fields, by name)."""
+        return LakeSettings(**{field.name: getattr(self, field.name) for field in dataclasses.fields(LakeSettings)})
 
     @property
     def staging_root(self) -> Path:
-        """Where runs stage downloaded and parsed parts: beside the DuckDB file, not in a /tmp that may be RAM."""
-        if self.database == ":memory:":
-            return Path(tempfile.gettempdir()) / STAGING_FOLDER
-        return Path(self.database).parent / STAGING_FOLDER
+        """Where runs stage downloaded and parsed parts: on local disk beside the catalog, not a /tmp in RAM."""
+        return self.lake_settings().local_root / STAGING_FOLDER
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection, opened as soon as no other process holds the file lock."""
-        if self.database != ":memory:":
-            if Path(self.database).stem == SCHEMA:
-                # DuckDB names the catalog after the file, so `growingio.page` would be ambiguous.
-                raise dg.Failure(
-                    description=f"GROWINGIO_DUCKDB_PATH must not be named {SCHEMA}.duckdb: DuckDB would name the "
-                    f"database '{SCHEMA}' like the schema of the tables; choose another name, e.g. "
-                    f"{DEFAULT_DUCKDB_PATH}",
-                    allow_retries=False,
-                )
-            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect_when_unlocked()
-        try:
-            yield conn
-        finally:
-            conn.close()
-
-    def _connect_when_unlocked(self) -> duckdb.DuckDBPyConnection:
-        # DuckDBResource's own retry doubles a fixed pause up to 51 s: runs that collide once keep colliding
-        # and wait far longer than the second or two a write holds the lock. Short, jittered, capped pauses.
-        deadline = time.monotonic() + self.lock_timeout_s
-        pause = _LOCK_RETRY_FIRST_S
-        while True:
+        """A connection with the lake attached and in use; always closed, even when a write fails."""
+        settings = self.lake_settings()
+        with self.get_connection() as conn:
             try:
-                return duckdb.connect(self.database, read_only=False, config=dict(self.connection_config))
-            except duckdb.IOException as error:
-                if "Could not set lock" not in str(error):
-                    raise
-                if time.monotonic() + pause > deadline:
-                    raise dg.Failure(
-                        description=f"the DuckDB file {self.database} stayed locked by another process for "
-                        f"{self.lock_timeout_s:g} s: {error}",
-                    ) from error
-            time.sleep(random.uniform(pause / 2, pause))
-            pause = min(pause * 2, _LOCK_RETRY_MAX_S)
+                attach_lake(conn, settings)
+            except LakeUnavailable as error:
+                conn.close()
+                raise dg.Failure(description=str(error), allow_retries=False) from None
+            try:
+                yield conn
+            finally:
+                conn.close()
 
 
 def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, dg.ConfigurableResource[Any]]:
@@ -170,8 +173,20 @@ def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, dg.
             )
     return {
         "growingio": GrowingIOExportResource(**settings),
-        "warehouse": WarehouseResource(database=environ.get(f"{ENV_PREFIX}DUCKDB_PATH", DEFAULT_DUCKDB_PATH)),
+        "warehouse": warehouse_from_env(environ),
     }
+
+
+def warehouse_from_env(environ: Mapping[str, str] = os.environ) -> WarehouseResource:
+    """The lake resource from ``GROWINGIO_LAKE_*`` and ``GROWINGIO_S3_*`` (read by ``LakeSettings.from_env``).
+
+    Its secrets are passed as ``EnvVar``, so their value never shows in the UI.
+    """
+    settings = LakeSettings.from_env(environ)
+    fields = {field.name: getattr(settings, field.name) for field in dataclasses.fields(LakeSettings)}
+    for name, variable in LAKE_SECRET_VARIABLES.items():
+        fields[name] = dg.EnvVar(variable) if environ.get(variable) else None
+    return WarehouseResource(**fields)
 
 
 def _parsed(variable: str, text: str, annotation: Any) -> object:

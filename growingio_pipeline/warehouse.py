@@ -1,9 +1,10 @@
-"""DuckDB side: tables from the registry, the atomic partition replace, the load ledger and rejects.
+"""The lake's tables: DDL from the registry, the atomic partition replace, the load ledger and rejects.
 
 Parts are parsed and staged (Arrow IPC files) before a connection is opened; ``replace_partition``
 then runs one short transaction per (event type, partition): delete the partition's rows, insert
 every staged part (columns matched by name), replace the partition's rejects, commit. Any error rolls the whole
-transaction back, leaving the table as it was. Ledger rows are written outside that transaction, so a
+transaction back, leaving the table as it was; a commit conflict with a concurrent writer runs the whole
+transaction again (``lake.write_transaction``). Ledger rows are written outside that transaction, so a
 failed load still records its attempt. SQL identifiers come only from the registry.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from growingio_pipeline.event_types import EVENT_TYPES, ColumnKind, EventType
+from growingio_pipeline.lake import write_transaction
 from growingio_pipeline.parsing import EXTRA_COLUMNS, UNPARSED_MAPS, ParsedPart, read_staged
 
 SCHEMA = "growingio"
@@ -74,12 +76,32 @@ def _quote(identifier: str) -> str:
 
 
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create the schema, the ten tables, ledger and rejects; add registry columns added since. Idempotent."""
+    """Create the schema, the ten tables, ledger and rejects; add registry columns added since. Idempotent.
+
+    One transaction, retried when a concurrent run creates them at the same time.
+    """
+    write_transaction(conn, _ensure_schema)
+
+
+def _ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    tables = {
+        name
+        for (name,) in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
+            "AND table_schema = ?",
+            [SCHEMA],
+        ).fetchall()
+    }
     for event_type in EVENT_TYPES.values():
         columns = column_schema(event_type)
-        definition = ", ".join(f"{_quote(name)} {sql_type}" for name, sql_type in columns)
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {event_type.table_name} ({definition})")
+        if event_type.name not in tables:
+            definition = ", ".join(f"{_quote(name)} {sql_type}" for name, sql_type in columns)
+            conn.execute(f"CREATE TABLE {event_type.table_name} ({definition})")
+            # Files per partition: replacing a partition drops its files instead of writing delete files,
+            # and merging small files never mixes partitions.
+            conn.execute(f"ALTER TABLE {event_type.table_name} SET PARTITIONED BY (_partition_key)")
+            continue
         existing = {
             name
             for (name,) in conn.execute(
@@ -93,7 +115,7 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
                 conn.execute(f"ALTER TABLE {event_type.table_name} ADD COLUMN {_quote(name)} {sql_type}")
     conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
-            attempt_id VARCHAR PRIMARY KEY, event_type VARCHAR NOT NULL, partition_key VARCHAR NOT NULL,
+            attempt_id VARCHAR NOT NULL, event_type VARCHAR NOT NULL, partition_key VARCHAR NOT NULL,
             export_type VARCHAR, status VARCHAR NOT NULL, parts INTEGER, bytes BIGINT, rows_read BIGINT,
             rows_loaded BIGINT, rows_rejected BIGINT, unparsed_maps BIGINT, started_at TIMESTAMPTZ,
             finished_at TIMESTAMPTZ, duration_s DOUBLE, error_msg VARCHAR)"""
@@ -136,9 +158,7 @@ def _select_staged(event_type: EventType) -> str:
     refuses (duplicate keys) is kept, as text, in ``_unparsed_maps`` like the parser's own.
     """
     maps = [column.name for column in event_type.columns if column.kind is ColumnKind.MAP]
-    casts = "".join(
-        f", TRY_CAST(TRY_CAST({_quote(name)} AS JSON) AS {_MAP_TYPE}) AS {_quote(_CAST_MAP + name)}" for name in maps
-    )
+    casts = "".join(f", {_map_cast(name)} AS {_quote(_CAST_MAP + name)}" for name in maps)
     items = [
         f"{_quote(_CAST_MAP + column.name)} AS {_quote(column.name)}"
         if column.kind is ColumnKind.MAP
@@ -153,6 +173,17 @@ def _select_staged(event_type: EventType) -> str:
         "now() AS _loaded_at",
     ]
     return f"SELECT {', '.join(items)} FROM (SELECT *{casts} FROM {_STAGED_VIEW})"
+
+
+def _map_cast(name: str) -> str:
+    """The map text as ``MAP(VARCHAR, VARCHAR)``, NULL when DuckDB cannot take it.
+
+    Duplicate keys are checked first: DuckDB 1.5.5's TRY_CAST raises "Map keys must be unique" instead of
+    giving NULL (CASE evaluates the cast only for the rows that pass).
+    """
+    as_json = f"TRY_CAST({_quote(name)} AS JSON)"
+    keys = f"json_keys({as_json})"
+    return f"CASE WHEN len(list_distinct({keys})) = len({keys}) THEN TRY_CAST({as_json} AS {_MAP_TYPE}) END"
 
 
 def _unparsed_maps(maps: list[str]) -> str:
@@ -185,7 +216,9 @@ def replace_partition(
             raise ValueError(f"part {part.source} holds {part.event_type!r} rows, not {event_type.name!r}")
     started = datetime.now(timezone.utc)
     with _insertion_order_not_preserved(conn):
-        rows_loaded, unparsed_maps = _replace_in_transaction(conn, event_type, partition_key, parts)
+        rows_loaded, unparsed_maps = write_transaction(
+            conn, lambda c: _replace_rows(c, event_type, partition_key, parts)
+        )
     return LoadSummary(
         event_type=event_type.name,
         partition_key=partition_key,
@@ -201,35 +234,30 @@ def replace_partition(
     )
 
 
-def _replace_in_transaction(
+def _replace_rows(
     conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str, parts: Sequence[ParsedPart]
 ) -> tuple[int, int]:
-    """Delete, insert, replace rejects in one transaction; the rows inserted and the map values unparsed."""
+    """Delete, insert, replace rejects (inside the caller's transaction); the rows inserted and the map values
+    unparsed."""
     insert = f"INSERT INTO {event_type.table_name} BY NAME {_select_staged(event_type)}"
-    conn.begin()
-    try:
-        conn.execute(f"DELETE FROM {event_type.table_name} WHERE _partition_key = ?", [partition_key])
+    conn.execute(f"DELETE FROM {event_type.table_name} WHERE _partition_key = ?", [partition_key])
+    conn.execute(
+        f"DELETE FROM {REJECTS_TABLE} WHERE event_type = ? AND partition_key = ?", [event_type.name, partition_key]
+    )
+    rows_loaded = 0
+    for part in parts:
+        params = {"partition_key": partition_key, "source": part.source}
+        rows_loaded += _insert_staged(conn, part.staged_path, insert, params)
+        if part.rejects_path is not None:
+            reject_params = {**params, "event_type": event_type.name}
+            _insert_staged(conn, part.rejects_path, _INSERT_REJECTS, reject_params)
+    unparsed_maps = _count(
         conn.execute(
-            f"DELETE FROM {REJECTS_TABLE} WHERE event_type = ? AND partition_key = ?", [event_type.name, partition_key]
+            f"SELECT COALESCE(sum(cardinality(_unparsed_maps)), 0) FROM {event_type.table_name} "
+            "WHERE _partition_key = ?",
+            [partition_key],
         )
-        rows_loaded = 0
-        for part in parts:
-            params = {"partition_key": partition_key, "source": part.source}
-            rows_loaded += _insert_staged(conn, part.staged_path, insert, params)
-            if part.rejects_path is not None:
-                reject_params = {**params, "event_type": event_type.name}
-                _insert_staged(conn, part.rejects_path, _INSERT_REJECTS, reject_params)
-        unparsed_maps = _count(
-            conn.execute(
-                f"SELECT COALESCE(sum(cardinality(_unparsed_maps)), 0) FROM {event_type.table_name} "
-                "WHERE _partition_key = ?",
-                [partition_key],
-            )
-        )
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
+    )
     return rows_loaded, unparsed_maps
 
 
@@ -337,10 +365,18 @@ class LoadAttempt:
 
 
 def record_attempt(conn: duckdb.DuckDBPyConnection, attempt: LoadAttempt) -> None:
-    """Write (or replace, by ``attempt_id``) the attempt's ledger row, committed on its own."""
+    """Write (or replace, by ``attempt_id``) the attempt's ledger row, committed on its own.
+
+    DuckLake has no primary keys, so the upsert is a delete and an insert in one transaction.
+    """
+    write_transaction(conn, lambda c: _upsert_attempt(c, attempt))
+
+
+def _upsert_attempt(conn: duckdb.DuckDBPyConnection, attempt: LoadAttempt) -> None:
     error_msg = None if attempt.error_msg is None else attempt.error_msg[:ERROR_MSG_LIMIT]
+    conn.execute(f"DELETE FROM {LEDGER_TABLE} WHERE attempt_id = ?", [attempt.attempt_id])
     conn.execute(
-        f"""INSERT OR REPLACE INTO {LEDGER_TABLE}
+        f"""INSERT INTO {LEDGER_TABLE}
             (attempt_id, event_type, partition_key, export_type, status, parts, bytes, rows_read, rows_loaded,
              rows_rejected, unparsed_maps, started_at, finished_at, duration_s, error_msg)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",

@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from growingio_pipeline.export_api import ClientSettings, ExportClient
+from growingio_pipeline.lake import LakeSettings, connect_lake
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
 from growingio_pipeline.warehouse import ensure_schema
 
@@ -94,8 +95,8 @@ def client_for(server: LocalExportServer, **overrides: Any) -> ExportClient:
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB file in ``tmp_path`` with the project's schema."""
-    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    """A connection to a new lake in ``tmp_path / "lake"`` (SQLite catalog), with the project's schema."""
+    connection = connect_lake(LakeSettings.in_folder(tmp_path / "lake"))
     ensure_schema(connection)
     yield connection
     connection.close()

@@ -1,9 +1,10 @@
-"""Runs the real Dagster assets against a local export server and compares DuckDB with the ground truth."""
+"""Runs the real Dagster assets against a local export server and compares the lake with the ground truth."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import duckdb
 
 from growingio_pipeline.assets import build_event_assets
 from growingio_pipeline.event_types import EVENT_TYPES, Column, ColumnKind, EventType
+from growingio_pipeline.lake import LakeSettings, connect_lake
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.partitions import build_partitions_def
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
@@ -41,6 +43,28 @@ COUPON = EventType(
 "Adding an event type" describes: no other file knows it."""
 
 
+def warehouse_resource(lake_dir: Path) -> WarehouseResource:
+    """The lake resource for a lake inside ``lake_dir`` (SQLite catalog, local files)."""
+    settings = LakeSettings.in_folder(lake_dir)
+    return WarehouseResource(catalog=settings.catalog, data_path=settings.data_path)
+
+
+def lake_environment(lake_dir: Path) -> dict[str, str]:
+    """The variables that point a process (worker, CLI, ``dagster dev``) at the lake inside ``lake_dir``."""
+    settings = LakeSettings.in_folder(lake_dir)
+    return {"GROWINGIO_LAKE_CATALOG": settings.catalog, "GROWINGIO_LAKE_DATA_PATH": settings.data_path}
+
+
+@contextmanager
+def read_lake(lake_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to the lake inside ``lake_dir``."""
+    conn = connect_lake(LakeSettings.in_folder(lake_dir), read_only=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 def export_resource(server: LocalExportServer, **overrides: Any) -> GrowingIOExportResource:
     """Client settings for a test server, with short waits so faults resolve quickly."""
     settings: dict[str, Any] = {
@@ -58,7 +82,7 @@ def export_resource(server: LocalExportServer, **overrides: Any) -> GrowingIOExp
 
 def materialize_partition(
     server: LocalExportServer,
-    duckdb_path: Path,
+    lake_dir: Path,
     partition_key: str = FINISHED_PARTITION,
     *,
     selection: Sequence[str] | None = None,
@@ -74,17 +98,17 @@ def materialize_partition(
         selection=[f"growingio/{name}" for name in selection] if selection else None,
         resources={
             "growingio": export_resource(server, **resource_overrides),
-            "warehouse": WarehouseResource(database=str(duckdb_path)),
+            "warehouse": warehouse_resource(lake_dir),
         },
         instance=instance,
         raise_on_error=raise_on_error,
     )
 
 
-def loaded_rows(duckdb_path: Path, event_type: EventType, partition_key: str) -> list[tuple]:
-    """The partition's rows in DuckDB as comparable tuples, in a stable order."""
+def loaded_rows(lake_dir: Path, event_type: EventType, partition_key: str) -> list[tuple]:
+    """The partition's rows in the lake as comparable tuples, in a stable order."""
     selected = ", ".join(_comparable_sql(column.name, column.kind) for column in event_type.columns)
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+    with read_lake(lake_dir) as conn:
         rows = conn.execute(
             f"SELECT {selected}, _unparsed_maps FROM {event_type.table_name} WHERE _partition_key = ?",
             [partition_key],
@@ -130,19 +154,19 @@ def _typed(text: str | None, kind: ColumnKind) -> Any:
     return value if flat else text
 
 
-def table_snapshot(duckdb_path: Path) -> dict[str, list[tuple]]:
+def table_snapshot(lake_dir: Path) -> dict[str, list[tuple]]:
     """Every event table's rows without load-time lineage, for before/after comparisons."""
     snapshot = {}
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+    with read_lake(lake_dir) as conn:
         for event_type in EVENT_TYPES.values():
             rows = conn.execute(f"SELECT * EXCLUDE (_loaded_at) FROM {event_type.table_name}").fetchall()
             snapshot[event_type.name] = sorted(rows, key=repr)
     return snapshot
 
 
-def ledger(duckdb_path: Path) -> list[dict[str, Any]]:
+def ledger(lake_dir: Path) -> list[dict[str, Any]]:
     """The load ledger, oldest first."""
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+    with read_lake(lake_dir) as conn:
         cursor = conn.execute("SELECT * FROM growingio._load_ledger ORDER BY started_at, event_type")
         names = [description[0] for description in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

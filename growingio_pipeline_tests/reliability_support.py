@@ -1,9 +1,11 @@
-"""Shared pieces of the reliability suites: a loaded baseline DuckDB file, runs, and outcome checks."""
+"""Shared pieces of the reliability suites: a loaded baseline lake, runs, and outcome checks."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -13,11 +15,13 @@ from typing import Any
 import dagster as dg
 
 from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline.lake import LakeSettings
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline_tests.conftest import PROJECT_ROOT, start_server
 from growingio_pipeline_tests.pipeline_harness import (
     FINISHED_PARTITION,
     expected_rows,
+    lake_environment,
     ledger,
     loaded_rows,
     materialize_partition,
@@ -28,7 +32,7 @@ STEP = "growingio_export"
 
 
 def build_baseline(path: Path) -> Path:
-    """Load every type of ``FINISHED_PARTITION`` into a new DuckDB file at ``path``."""
+    """Load every type of ``FINISHED_PARTITION`` into a new lake inside ``path``."""
     server = start_server()
     try:
         materialize_partition(server, path)
@@ -38,8 +42,15 @@ def build_baseline(path: Path) -> Path:
 
 
 def copy_baseline(baseline: Path, directory: Path) -> Path:
-    """A private copy of the baseline file, so each test starts from the same loaded state."""
-    return Path(shutil.copy(baseline, directory / "events.duckdb"))
+    """A private copy of the baseline lake, so each test starts from the same loaded state.
+
+    The catalog records its data path (DuckLake refuses another at ATTACH), so the copy's is rewritten.
+    """
+    copy = Path(shutil.copytree(baseline, directory / "lake"))
+    settings = LakeSettings.in_folder(copy)
+    with contextlib.closing(sqlite3.connect(settings.catalog)) as catalog, catalog:
+        catalog.execute("UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path'", [settings.data_path])
+    return copy
 
 
 def step_failure_message(result: dg.ExecuteInProcessResult) -> str:
@@ -54,14 +65,14 @@ def step_failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(messages)
 
 
-def worker_environment(server: LocalExportServer, duckdb_path: Path, **extra: str) -> dict[str, str]:
+def worker_environment(server: LocalExportServer, lake_dir: Path, **extra: str) -> dict[str, str]:
     """The environment a worker process reads its resources (and ``extra`` settings) from."""
     return {
         **os.environ,
         "GROWINGIO_BASE_URL": server.base_url,
         "GROWINGIO_TOKEN": server.token,
         "GROWINGIO_PROJECT_ID": server.project_id,
-        "GROWINGIO_DUCKDB_PATH": str(duckdb_path),
+        **lake_environment(lake_dir),
         **extra,
     }
 
@@ -79,21 +90,22 @@ def start_worker(env: dict[str, str], log_path: Path, partition_key: str, *names
         )
 
 
-def new_ledger_rows(duckdb_path: Path, before: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def new_ledger_rows(lake_dir: Path, before: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Ledger rows written since ``before`` was read."""
     seen = {row["attempt_id"] for row in before}
-    return [row for row in ledger(duckdb_path) if row["attempt_id"] not in seen]
+    return [row for row in ledger(lake_dir) if row["attempt_id"] not in seen]
 
 
 def assert_partition_equals_ground_truth(
-    server: LocalExportServer, duckdb_path: Path, names: Iterable[str], partition_key: str = FINISHED_PARTITION
+    server: LocalExportServer, lake_dir: Path, names: Iterable[str], partition_key: str = FINISHED_PARTITION
 ) -> None:
     """Each named type's partition holds exactly the server's ground-truth rows."""
     for name in names:
         event_type = EVENT_TYPES[name]
-        assert loaded_rows(duckdb_path, event_type, partition_key) == expected_rows(
-            server, event_type, partition_key
-        ), (name, partition_key)
+        assert loaded_rows(lake_dir, event_type, partition_key) == expected_rows(server, event_type, partition_key), (
+            name,
+            partition_key,
+        )
 
 
 __all__ = [

@@ -6,7 +6,6 @@ import json
 from datetime import timedelta
 
 import dagster as dg
-import duckdb
 import pytest
 
 from growingio_pipeline import event_types
@@ -23,29 +22,30 @@ from growingio_pipeline_tests.pipeline_harness import (
     ledger,
     loaded_rows,
     materialize_partition,
+    read_lake,
     table_snapshot,
 )
 from growingio_pipeline_tests.reliability_support import step_failure_message
 
 
 @pytest.fixture
-def duckdb_path(tmp_path):
-    return tmp_path / "events.duckdb"
+def lake_dir(tmp_path):
+    return tmp_path / "lake"
 
 
-def test_loaded_rows_equal_ground_truth_for_all_ten_types(local_server, duckdb_path):
-    result = materialize_partition(local_server, duckdb_path)
+def test_loaded_rows_equal_ground_truth_for_all_ten_types(local_server, lake_dir):
+    result = materialize_partition(local_server, lake_dir)
 
     assert result.success
     for event_type in EVENT_TYPES.values():
         expected = expected_rows(local_server, event_type, FINISHED_PARTITION)
-        assert loaded_rows(duckdb_path, event_type, FINISHED_PARTITION) == expected, event_type.name
+        assert loaded_rows(lake_dir, event_type, FINISHED_PARTITION) == expected, event_type.name
     assert {event.asset_key.path[-1] for event in result.get_asset_materialization_events()} == set(EVENT_TYPES)
     assert len(local_server.api_calls) == 1, "one all-types API call per partition"
 
 
-def test_all_checks_pass_and_metadata_describes_the_load(local_server, duckdb_path):
-    result = materialize_partition(local_server, duckdb_path)
+def test_all_checks_pass_and_metadata_describes_the_load(local_server, lake_dir):
+    result = materialize_partition(local_server, lake_dir)
 
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) == 4 * len(EVENT_TYPES)
@@ -73,31 +73,31 @@ def test_all_checks_pass_and_metadata_describes_the_load(local_server, duckdb_pa
     assert metadata["preview"].value.startswith("| visit_user_id |")
 
 
-def test_rematerializing_a_partition_leaves_exactly_the_same_rows(local_server, duckdb_path):
-    materialize_partition(local_server, duckdb_path)
-    first = table_snapshot(duckdb_path)
+def test_rematerializing_a_partition_leaves_exactly_the_same_rows(local_server, lake_dir):
+    materialize_partition(local_server, lake_dir)
+    first = table_snapshot(lake_dir)
 
-    materialize_partition(local_server, duckdb_path)
+    materialize_partition(local_server, lake_dir)
 
-    assert table_snapshot(duckdb_path) == first
-    loaded = [row for row in ledger(duckdb_path) if row["status"] == "LOADED"]
+    assert table_snapshot(lake_dir) == first
+    loaded = [row for row in ledger(lake_dir) if row["status"] == "LOADED"]
     assert len(loaded) == 2 * len(EVENT_TYPES)
 
 
-def test_selecting_a_subset_loads_only_those_types(local_server, duckdb_path):
-    result = materialize_partition(local_server, duckdb_path, selection=["page", "action"])
+def test_selecting_a_subset_loads_only_those_types(local_server, lake_dir):
+    result = materialize_partition(local_server, lake_dir, selection=["page", "action"])
 
     assert {event.asset_key.path[-1] for event in result.get_asset_materialization_events()} == {"page", "action"}
-    assert {row["event_type"] for row in ledger(duckdb_path)} == {"page", "action"}
+    assert {row["event_type"] for row in ledger(lake_dir)} == {"page", "action"}
     downloads = len(local_server.download_calls)
     expected_parts = sum(len(local_server.parts(name, FINISHED_PARTITION[:10])) for name in ("page", "action"))
     assert downloads == expected_parts
 
 
-def test_map_columns_are_queryable_by_key(local_server, duckdb_path):
-    materialize_partition(local_server, duckdb_path, selection=["custom_event"])
+def test_map_columns_are_queryable_by_key(local_server, lake_dir):
+    materialize_partition(local_server, lake_dir, selection=["custom_event"])
 
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+    with read_lake(lake_dir) as conn:
         prices = conn.execute(
             "SELECT count(*) FROM growingio.custom_event WHERE event_variable['price'] IS NOT NULL"
         ).fetchall()[0][0]
@@ -106,30 +106,30 @@ def test_map_columns_are_queryable_by_key(local_server, duckdb_path):
     assert 0 < prices < len(truth), "some rows have the key, some do not"
 
 
-def test_not_exists_warns_and_leaves_duckdb_untouched(make_local_server, duckdb_path):
+def test_not_exists_warns_and_leaves_duckdb_untouched(make_local_server, lake_dir):
     server = make_local_server()
-    materialize_partition(server, duckdb_path)
-    before = table_snapshot(duckdb_path)
+    materialize_partition(server, lake_dir)
+    before = table_snapshot(lake_dir)
     server.clock.advance(timedelta(days=16))  # the partition is now past the 15-day retention
 
-    result = materialize_partition(server, duckdb_path)
+    result = materialize_partition(server, lake_dir)
 
     assert result.success
     assert not result.get_asset_materialization_events()
     evaluations = result.get_asset_check_evaluations()
     assert {e.check_name for e in evaluations} == {EXPORT_STATUS.name}
     assert all(not e.passed and e.severity == dg.AssetCheckSeverity.WARN for e in evaluations)
-    assert table_snapshot(duckdb_path) == before
-    assert {row["status"] for row in ledger(duckdb_path)} == {"LOADED", "NOT_EXISTS"}
+    assert table_snapshot(lake_dir) == before
+    assert {row["status"] for row in ledger(lake_dir)} == {"LOADED", "NOT_EXISTS"}
 
 
-def test_error_fails_the_run_with_the_error_message_and_keeps_rows(make_local_server, duckdb_path):
+def test_error_fails_the_run_with_the_error_message_and_keeps_rows(make_local_server, lake_dir):
     ok_server = make_local_server()
-    materialize_partition(ok_server, duckdb_path)
-    before = table_snapshot(duckdb_path)
+    materialize_partition(ok_server, lake_dir)
+    before = table_snapshot(lake_dir)
     failing = make_local_server(error_hours={FINISHED_PARTITION[:10]: "export job crashed: disk full"})
 
-    result = materialize_partition(failing, duckdb_path, raise_on_error=False)
+    result = materialize_partition(failing, lake_dir, raise_on_error=False)
 
     assert not result.success
     evaluations = result.get_asset_check_evaluations()
@@ -137,13 +137,13 @@ def test_error_fails_the_run_with_the_error_message_and_keeps_rows(make_local_se
     assert all(not e.passed and e.severity == dg.AssetCheckSeverity.ERROR for e in evaluations)
     assert all(e.metadata["error_msg"].value == "export job crashed: disk full" for e in evaluations)
     assert "disk full" in str(result.failure_data_for_node("growingio_export").error.message)
-    assert table_snapshot(duckdb_path) == before
+    assert table_snapshot(lake_dir) == before
 
 
-def test_running_past_the_deadline_asks_dagster_to_retry_not_a_check(make_local_server, duckdb_path):
+def test_running_past_the_deadline_asks_dagster_to_retry_not_a_check(make_local_server, lake_dir):
     server = make_local_server(running_polls=1000)
 
-    result = materialize_partition(server, duckdb_path, raise_on_error=False)
+    result = materialize_partition(server, lake_dir, raise_on_error=False)
 
     assert not result.success
     assert not result.get_asset_check_evaluations()
@@ -151,22 +151,22 @@ def test_running_past_the_deadline_asks_dagster_to_retry_not_a_check(make_local_
     # running_max_retries is 0 here: Dagster has no retry left, so the step fails at once.
     assert step_events == ["STEP_START", "STEP_FAILURE"]
     assert "still RUNNING" in step_failure_message(result)
-    assert {row["status"] for row in ledger(duckdb_path)} == {"RUNNING"}
+    assert {row["status"] for row in ledger(lake_dir)} == {"RUNNING"}
 
 
-def test_a_load_that_fails_in_the_middle_keeps_the_previous_rows(make_local_server, duckdb_path):
+def test_a_load_that_fails_in_the_middle_keeps_the_previous_rows(make_local_server, lake_dir):
     server = make_local_server()
-    materialize_partition(server, duckdb_path)
-    before = table_snapshot(duckdb_path)
+    materialize_partition(server, lake_dir)
+    before = table_snapshot(lake_dir)
     # The second page part is garbage on every download: staging fails after other parts were read.
     good_parts = server.parts("page", FINISHED_PARTITION[:10])
     server.override_parts("page", FINISHED_PARTITION[:10], [good_parts[0], b"\x1f\x8b not really gzip"])
 
-    result = materialize_partition(server, duckdb_path, raise_on_error=False)
+    result = materialize_partition(server, lake_dir, raise_on_error=False)
 
     assert not result.success
-    assert table_snapshot(duckdb_path) == before
-    failed = [row for row in ledger(duckdb_path) if row["status"] == "FAILED"]
+    assert table_snapshot(lake_dir) == before
+    failed = [row for row in ledger(lake_dir) if row["status"] == "FAILED"]
     assert sorted(row["event_type"] for row in failed) == sorted(EVENT_TYPES), "staging stops every type"
     messages = {row["error_msg"] for row in failed}
     assert len(messages) == 1
@@ -175,29 +175,29 @@ def test_a_load_that_fails_in_the_middle_keeps_the_previous_rows(make_local_serv
     assert "?" not in message, "no link signature in the ledger"
 
 
-def test_daily_partitions_load_the_day_export(local_server, duckdb_path):
+def test_daily_partitions_load_the_day_export(local_server, lake_dir):
     day_assets = build_event_assets("day", build_partitions_def("day", "20261115"))
 
-    result = materialize_partition(local_server, duckdb_path, "20261128", assets=day_assets)
+    result = materialize_partition(local_server, lake_dir, "20261128", assets=day_assets)
 
     assert result.success
     assert local_server.api_calls[0].path.startswith("/v2/insights/day/")
-    assert len(loaded_rows(duckdb_path, EVENT_TYPES["page"], "20261128")) == 24 * 200, "the day's 24 hours"
+    assert len(loaded_rows(lake_dir, EVENT_TYPES["page"], "20261128")) == 24 * 200, "the day's 24 hours"
     for event_type in EVENT_TYPES.values():
         expected = expected_rows(local_server, event_type, "20261128")
-        assert loaded_rows(duckdb_path, event_type, "20261128") == expected, event_type.name
+        assert loaded_rows(lake_dir, event_type, "20261128") == expected, event_type.name
 
 
-def test_an_event_type_added_to_the_registry_alone_loads_like_the_others(make_local_server, duckdb_path, monkeypatch):
+def test_an_event_type_added_to_the_registry_alone_loads_like_the_others(make_local_server, lake_dir, monkeypatch):
     monkeypatch.setitem(event_types.EVENT_TYPES, COUPON.name, COUPON)
     server = make_local_server()
     assets = build_event_assets("hour", PARTITIONS_DEF)
 
-    result = materialize_partition(server, duckdb_path, selection=[COUPON.name], assets=assets)
+    result = materialize_partition(server, lake_dir, selection=[COUPON.name], assets=assets)
 
     assert result.success
     expected = expected_rows(server, COUPON, FINISHED_PARTITION)
     assert len(expected) == 20, "200 page rows an hour x DEFAULT_ROWS_PER_PAGE"
-    assert loaded_rows(duckdb_path, COUPON, FINISHED_PARTITION) == expected
+    assert loaded_rows(lake_dir, COUPON, FINISHED_PARTITION) == expected
     evaluations = result.get_asset_check_evaluations()
     assert [(e.asset_key.path[-1], e.passed) for e in evaluations] == [(COUPON.name, True)] * 4

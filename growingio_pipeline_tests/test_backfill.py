@@ -7,7 +7,6 @@ import time
 from datetime import datetime, timedelta
 
 import dagster as dg
-import duckdb
 import httpx
 import pytest
 
@@ -15,7 +14,7 @@ from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.partitions import BEIJING, KEY_FORMATS
 from growingio_pipeline_tests.conftest import PROJECT_ROOT
 from growingio_pipeline_tests.dagster_processes import running_dagster_dev
-from growingio_pipeline_tests.pipeline_harness import expected_rows, loaded_rows
+from growingio_pipeline_tests.pipeline_harness import expected_rows, lake_environment, loaded_rows, read_lake
 
 FIRST_HOUR = datetime(2026, 11, 27, 0, tzinfo=BEIJING)
 PARTITION_KEYS = [(FIRST_HOUR + timedelta(hours=h)).strftime(KEY_FORMATS["hour"]) for h in range(48)]
@@ -72,7 +71,7 @@ def _wait_for_backfill(url: str, backfill_id: str) -> str:
 @pytest.mark.slow
 def test_backfill_of_48_hours_loads_every_partition_once_without_lock_errors(make_local_server, tmp_path):
     server = make_local_server(rows_per_hour=50, calls_per_second=2.0)
-    duckdb_path = tmp_path / "events.duckdb"
+    lake_dir = tmp_path / "lake"
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
@@ -80,7 +79,7 @@ def test_backfill_of_48_hours_loads_every_partition_once_without_lock_errors(mak
         "GROWINGIO_BASE_URL": server.base_url,
         "GROWINGIO_TOKEN": server.token,
         "GROWINGIO_PROJECT_ID": server.project_id,
-        "GROWINGIO_DUCKDB_PATH": str(duckdb_path),
+        **lake_environment(lake_dir),
         "GROWINGIO_START_DATE": PARTITION_KEYS[0],
     }
 
@@ -106,8 +105,8 @@ def test_backfill_of_48_hours_loads_every_partition_once_without_lock_errors(mak
     for event_type in EVENT_TYPES.values():
         for partition_key in PARTITION_KEYS:
             expected = expected_rows(server, event_type, partition_key)
-            assert loaded_rows(duckdb_path, event_type, partition_key) == expected, (event_type.name, partition_key)
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+            assert loaded_rows(lake_dir, event_type, partition_key) == expected, (event_type.name, partition_key)
+    with read_lake(lake_dir) as conn:
         ledger = conn.execute(
             "SELECT status, count(*), count(DISTINCT (event_type, partition_key)) "
             "FROM growingio._load_ledger GROUP BY 1"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline_tests.conftest import PROJECT_ROOT
-from growingio_pipeline_tests.pipeline_harness import FINISHED_PARTITION, expected_rows, loaded_rows
+from growingio_pipeline_tests.pipeline_harness import FINISHED_PARTITION, expected_rows, lake_environment, loaded_rows
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 
@@ -39,13 +39,13 @@ def test_definitions_validate_without_any_setting(tmp_path):
 
 
 def test_asset_materialize_from_a_terminal_loads_every_type(local_server, tmp_path):
-    duckdb_path = tmp_path / "events.duckdb"
+    lake_dir = tmp_path / "lake"
     env = _clean_env(
         tmp_path,
         GROWINGIO_BASE_URL=local_server.base_url,
         GROWINGIO_TOKEN=local_server.token,
         GROWINGIO_PROJECT_ID=local_server.project_id,
-        GROWINGIO_DUCKDB_PATH=str(duckdb_path),
+        **lake_environment(lake_dir),
         GROWINGIO_START_DATE="202611150000",
     )
 
@@ -54,7 +54,7 @@ def test_asset_materialize_from_a_terminal_loads_every_type(local_server, tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
     for event_type in EVENT_TYPES.values():
         expected = expected_rows(local_server, event_type, FINISHED_PARTITION)
-        assert loaded_rows(duckdb_path, event_type, FINISHED_PARTITION) == expected, event_type.name
+        assert loaded_rows(lake_dir, event_type, FINISHED_PARTITION) == expected, event_type.name
     assert local_server.token not in result.stdout + result.stderr
 
 
@@ -62,7 +62,7 @@ def test_a_run_without_token_fails_with_a_clear_message(local_server, tmp_path):
     env = _clean_env(
         tmp_path,
         GROWINGIO_BASE_URL=local_server.base_url,
-        GROWINGIO_DUCKDB_PATH=str(tmp_path / "events.duckdb"),
+        **lake_environment(tmp_path / "lake"),
         GROWINGIO_START_DATE="202611150000",
     )
 

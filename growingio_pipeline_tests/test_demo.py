@@ -39,11 +39,11 @@ class DemoRun:
         return {name: int(rows.replace(",", "")) for name, rows in TABLE_COUNT_LINE.findall(self.stdout)}
 
 
-def run_demo(duckdb_path: Path) -> DemoRun:
+def run_demo(lake_dir: Path) -> DemoRun:
     """One run of the demo in its own process group; asserts it succeeded and left no process behind."""
     command = [
         sys.executable, "-m", "growingio_pipeline.demo", "--hours", str(HOURS),
-        "--rows-per-hour", str(PAGE_ROWS_PER_HOUR), "--duckdb-path", str(duckdb_path),
+        "--rows-per-hour", str(PAGE_ROWS_PER_HOUR), "--lake-dir", str(lake_dir),
     ]  # fmt: skip
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -63,7 +63,7 @@ def run_demo(duckdb_path: Path) -> DemoRun:
 
 @dataclass(frozen=True)
 class TwoDemoRuns:
-    """The demo run twice on the same DuckDB file, with a table snapshot after each."""
+    """The demo run twice on the same lake, with a table snapshot after each."""
 
     first: DemoRun
     tables_after_first: dict[str, list[tuple]]
@@ -73,11 +73,11 @@ class TwoDemoRuns:
 
 @pytest.fixture(scope="module")
 def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> TwoDemoRuns:
-    duckdb_path = tmp_path_factory.mktemp("demo") / "events.duckdb"
-    first = run_demo(duckdb_path)
-    tables_after_first = table_snapshot(duckdb_path)
-    second = run_demo(duckdb_path)
-    return TwoDemoRuns(first, tables_after_first, second, table_snapshot(duckdb_path))
+    lake_dir = tmp_path_factory.mktemp("demo") / "lake"
+    first = run_demo(lake_dir)
+    tables_after_first = table_snapshot(lake_dir)
+    second = run_demo(lake_dir)
+    return TwoDemoRuns(first, tables_after_first, second, table_snapshot(lake_dir))
 
 
 def test_the_demo_prints_progress_per_partition_and_rows_per_table(demo_runs: TwoDemoRuns) -> None:

@@ -1,12 +1,13 @@
-"""A load killed with SIGKILL while its DuckDB transaction is open leaves the table as it was, and
+"""A load killed with SIGKILL while its lake transaction is open leaves the table as it was, and
 the next run removes the staged parts the killed one left behind.
 
 The run happens in its own process group (``reliability_worker``). The partition it loads is large, so
-its insert writes new blocks to the DuckDB file for a while before committing; the test watches the
-file from outside and kills the whole group as soon as the file has grown by well over the size of any
-ledger or schema write, that is, while the insert's transaction is open. DuckDB then finds only the
-committed state. If the kill ever lands after the commit instead (a very slow poll), the attempt is
-repeated on a fresh copy, within a bounded number of tries.
+its insert writes Parquet files into the lake's data folder for a while before the catalog commit; the
+test watches that folder from outside and kills the whole group as soon as it has grown by well over the
+size of any ledger write, that is, while the insert's transaction is open. The catalog then holds only
+the committed state (the files written are orphans no snapshot lists, for maintenance to delete). If the
+kill ever lands after the commit instead (a very slow poll), the attempt is repeated on a fresh copy,
+within a bounded number of tries.
 """
 
 from __future__ import annotations
@@ -37,17 +38,26 @@ from growingio_pipeline_tests.reliability_support import (
 LARGE_ROWS_PER_HOUR = 100_000
 """About 9 MB of page parts: an insert that keeps its transaction open for a good fraction of a second."""
 GROWTH_INSIDE_INSERT = 1024 * 1024
-"""File growth that only the insert's optimistic block writes produce (schema and ledger writes are KBs)."""
+"""Data file growth that only the insert's Parquet files produce (ledger files are KBs)."""
 KILL_ATTEMPTS = 3
 POLL_INTERVAL_S = 0.005
-"""How often the file size is looked at: often enough to see the insert, leaving the CPU to the worker."""
+"""How often the data folder is looked at: often enough to see the insert, leaving the CPU to the worker."""
 
 
-def kill_when_file_grows(worker: subprocess.Popen, duckdb_path: Path, growth: int) -> bool:
-    """SIGKILL the worker's group once ``duckdb_path`` grew by ``growth`` bytes; False if it ended first."""
-    start_size = duckdb_path.stat().st_size
+def data_bytes(lake_dir: Path) -> int:
+    """Bytes of every file under the lake's data folder."""
+    return sum(path.stat().st_size for path in (lake_dir / "files").rglob("*") if path.is_file())
+
+
+def kill_when_data_grows(worker: subprocess.Popen, lake_dir: Path, growth: int) -> bool:
+    """SIGKILL the worker's group once the lake's data files grew by ``growth`` bytes; False if it ended first."""
+    start_size = data_bytes(lake_dir)
     while worker.poll() is None:
-        if duckdb_path.stat().st_size >= start_size + growth:
+        try:
+            grown = data_bytes(lake_dir) >= start_size + growth
+        except FileNotFoundError:  # a file vanished between listing and stat
+            grown = False
+        if grown:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
             return True
@@ -57,7 +67,7 @@ def kill_when_file_grows(worker: subprocess.Popen, duckdb_path: Path, growth: in
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_baseline(tmp_path_factory.mktemp("baseline") / "events.duckdb")
+    return build_baseline(tmp_path_factory.mktemp("baseline") / "lake")
 
 
 @pytest.fixture
@@ -74,29 +84,29 @@ def test_sigkill_inside_the_open_transaction_leaves_the_table_and_the_next_run_c
     for attempt in range(KILL_ATTEMPTS):
         directory = tmp_path / f"attempt-{attempt}"
         directory.mkdir()
-        duckdb_path = copy_baseline(baseline, directory)
-        before_rows, before_ledger = table_snapshot(duckdb_path), ledger(duckdb_path)
-        env = worker_environment(large_server, duckdb_path)
+        lake_dir = copy_baseline(baseline, directory)
+        before_rows, before_ledger = table_snapshot(lake_dir), ledger(lake_dir)
+        env = worker_environment(large_server, lake_dir)
         log_path = directory / "worker.log"
         worker = start_worker(env, log_path, FINISHED_PARTITION, "page")
 
-        killed = kill_when_file_grows(worker, duckdb_path, GROWTH_INSIDE_INSERT)
+        killed = kill_when_data_grows(worker, lake_dir, GROWTH_INSIDE_INSERT)
 
-        assert killed, f"the worker ended before its insert grew the file: {log_path.read_text()[-2000:]}"
-        if table_snapshot(duckdb_path) == before_rows:
+        assert killed, f"the worker ended before its insert wrote data files: {log_path.read_text()[-2000:]}"
+        if table_snapshot(lake_dir) == before_rows:
             break  # killed inside the open transaction: no trace of it in any table
         # Killed after the commit: the new rows must then be complete, never partial; try again.
-        assert_partition_equals_ground_truth(large_server, duckdb_path, ["page"])
+        assert_partition_equals_ground_truth(large_server, lake_dir, ["page"])
     else:
         pytest.fail(f"the kill never landed inside the transaction in {KILL_ATTEMPTS} attempts")
 
-    assert not [row for row in new_ledger_rows(duckdb_path, before_ledger) if row["status"] == "LOADED"]
-    staging_root = duckdb_path.parent / STAGING_FOLDER
+    assert not [row for row in new_ledger_rows(lake_dir, before_ledger) if row["status"] == "LOADED"]
+    staging_root = lake_dir / STAGING_FOLDER
     assert list(staging_root.glob(f"run-*-{worker.pid}-*")), "the killed run had staged its parts"
 
-    result = materialize_partition(large_server, duckdb_path, selection=["page"], raise_on_error=False)
+    result = materialize_partition(large_server, lake_dir, selection=["page"], raise_on_error=False)
 
     assert result.success
     assert not list(staging_root.iterdir()), "the next run removed the killed run's staged parts, then its own"
-    assert_partition_equals_ground_truth(large_server, duckdb_path, ["page"])
-    assert [row["status"] for row in new_ledger_rows(duckdb_path, before_ledger)] == ["LOADED"]
+    assert_partition_equals_ground_truth(large_server, lake_dir, ["page"])
+    assert [row["status"] for row in new_ledger_rows(lake_dir, before_ledger)] == ["LOADED"]

@@ -12,7 +12,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +20,7 @@ from hypothesis import strategies as st
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.local_server.csv_writer import write_csv_parts
+from growingio_pipeline_tests.pipeline_harness import read_lake
 from growingio_pipeline_tests.reliability_support import FINISHED_PARTITION, materialize_partition, start_server
 
 PAGE = EVENT_TYPES["page"]
@@ -49,10 +49,10 @@ def server() -> Iterator[LocalExportServer]:
 
 
 @pytest.fixture(scope="module")
-def duckdb_path() -> Iterator[Path]:
+def lake_dir() -> Iterator[Path]:
     """One file for every example: each run replaces the partition, which is part of the property."""
     with tempfile.TemporaryDirectory() as directory:
-        yield Path(directory) / "events.duckdb"
+        yield Path(directory) / "lake"
 
 
 def served_parts(rows: list[tuple[str | None, ...]], part_size_bytes: int) -> list[bytes]:
@@ -70,16 +70,16 @@ def served_parts(rows: list[tuple[str | None, ...]], part_size_bytes: int) -> li
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=ROWS, part_size_bytes=st.sampled_from([1, 64, 1024 * 1024]))
 def test_any_table_of_strings_loads_into_duckdb_exactly(
-    server: LocalExportServer, duckdb_path: Path, rows: list[tuple[str | None, ...]], part_size_bytes: int
+    server: LocalExportServer, lake_dir: Path, rows: list[tuple[str | None, ...]], part_size_bytes: int
 ) -> None:
     parts = served_parts(rows, part_size_bytes)
     server.override_parts("page", FINISHED_PARTITION[:10], parts)
 
-    result = materialize_partition(server, duckdb_path, selection=["page"], raise_on_error=False)
+    result = materialize_partition(server, lake_dir, selection=["page"], raise_on_error=False)
 
     assert result.success
     columns = ", ".join(PAGE.column_for_header(name).name for name in TEXT_COLUMNS)
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+    with read_lake(lake_dir) as conn:
         stored = conn.execute(
             f"SELECT {columns} FROM growingio.page WHERE _partition_key = ? ORDER BY send_time", [FINISHED_PARTITION]
         ).fetchall()

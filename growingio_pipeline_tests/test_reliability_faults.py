@@ -128,7 +128,7 @@ FAILING = {
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every type of the partition loaded once; each test works on a copy."""
-    return build_baseline(tmp_path_factory.mktemp("baseline") / "events.duckdb")
+    return build_baseline(tmp_path_factory.mktemp("baseline") / "lake")
 
 
 @pytest.fixture
@@ -137,15 +137,13 @@ def faulty_run(baseline: Path, tmp_path: Path):
     started: list[LocalExportServer] = []
 
     def run(case: FaultCase):
-        duckdb_path = copy_baseline(baseline, tmp_path)
-        before_rows, before_ledger = table_snapshot(duckdb_path), ledger(duckdb_path)
+        lake_dir = copy_baseline(baseline, tmp_path)
+        before_rows, before_ledger = table_snapshot(lake_dir), ledger(lake_dir)
         server = start_server(**case.server_settings)
         started.append(server)
         case.inject(server)
-        result = materialize_partition(
-            server, duckdb_path, selection=SELECTION, **case.run_settings, raise_on_error=False
-        )
-        return server, duckdb_path, result, before_rows, new_ledger_rows(duckdb_path, before_ledger)
+        result = materialize_partition(server, lake_dir, selection=SELECTION, **case.run_settings, raise_on_error=False)
+        return server, lake_dir, result, before_rows, new_ledger_rows(lake_dir, before_ledger)
 
     yield run
     for server in started:
@@ -154,11 +152,11 @@ def faulty_run(baseline: Path, tmp_path: Path):
 
 @pytest.mark.parametrize("case", RECOVERING.values(), ids=RECOVERING.keys())
 def test_a_transient_fault_is_retried_and_the_partition_equals_ground_truth(faulty_run, case: FaultCase) -> None:
-    server, duckdb_path, result, before, attempts = faulty_run(case)
+    server, lake_dir, result, before, attempts = faulty_run(case)
 
     assert result.success
-    assert_partition_equals_ground_truth(server, duckdb_path, SELECTION)
-    after = table_snapshot(duckdb_path)
+    assert_partition_equals_ground_truth(server, lake_dir, SELECTION)
+    after = table_snapshot(lake_dir)
     assert {name: rows for name, rows in after.items() if name not in SELECTION} == {
         name: rows for name, rows in before.items() if name not in SELECTION
     }, "types outside the run are untouched"
@@ -170,11 +168,11 @@ def test_a_transient_fault_is_retried_and_the_partition_equals_ground_truth(faul
 
 @pytest.mark.parametrize("case", FAILING.values(), ids=FAILING.keys())
 def test_a_lasting_fault_fails_the_run_with_a_specific_message_and_keeps_the_rows(faulty_run, case: FaultCase) -> None:
-    server, duckdb_path, result, before, attempts = faulty_run(case)
+    server, lake_dir, result, before, attempts = faulty_run(case)
 
     assert not result.success
     assert re.search(case.error, step_failure_message(result)), step_failure_message(result)
-    assert table_snapshot(duckdb_path) == before, "the previously loaded rows are intact"
+    assert table_snapshot(lake_dir) == before, "the previously loaded rows are intact"
     assert [(row["event_type"], row["status"]) for row in attempts] == [("page", case.ledger_status)]
     assert re.search(case.ledger_error or case.error, attempts[0]["error_msg"] or ""), attempts[0]["error_msg"]
     assert server.token not in (attempts[0]["error_msg"] or "")

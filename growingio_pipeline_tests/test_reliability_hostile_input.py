@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 import pytest
 
 from growingio_pipeline.checks import IN_TIME_WINDOW, NO_REJECTS, ROWS_COMPLETE
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline_tests.csv_fixtures import dialect_text
+from growingio_pipeline_tests.pipeline_harness import read_lake
 from growingio_pipeline_tests.reliability_support import (
     FINISHED_PARTITION,
     assert_partition_equals_ground_truth,
@@ -59,7 +59,7 @@ def gzip_part(header: list[str], rows: list[list[str | None]]) -> bytes:
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_baseline(tmp_path_factory.mktemp("baseline") / "events.duckdb")
+    return build_baseline(tmp_path_factory.mktemp("baseline") / "lake")
 
 
 @pytest.fixture
@@ -70,20 +70,20 @@ def server():
 
 
 @pytest.fixture
-def duckdb_path(baseline: Path, tmp_path: Path) -> Path:
+def lake_dir(baseline: Path, tmp_path: Path) -> Path:
     return copy_baseline(baseline, tmp_path)
 
 
-def action_rows(duckdb_path: Path, columns: str = "action_request_id, index, href") -> list[tuple]:
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+def action_rows(lake_dir: Path, columns: str = "action_request_id, index, href") -> list[tuple]:
+    with read_lake(lake_dir) as conn:
         return conn.execute(
             f"SELECT {columns} FROM growingio.action WHERE _partition_key = ? ORDER BY action_request_id",
             [FINISHED_PARTITION],
         ).fetchall()
 
 
-def rejects(duckdb_path: Path) -> list[dict[str, Any]]:
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+def rejects(lake_dir: Path) -> list[dict[str, Any]]:
+    with read_lake(lake_dir) as conn:
         cursor = conn.execute("SELECT * FROM growingio._rejects ORDER BY reason")
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -99,27 +99,27 @@ def materialization_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any
 
 
 def assert_failed_and_nothing_changed(
-    result: dg.ExecuteInProcessResult, duckdb_path: Path, before: dict, before_ledger: list, message: str
+    result: dg.ExecuteInProcessResult, lake_dir: Path, before: dict, before_ledger: list, message: str
 ) -> None:
     """The run failed naming the problem, every table is as it was, and the ledger has the FAILED attempt."""
     assert not result.success
     assert message in step_failure_message(result), step_failure_message(result)
-    assert table_snapshot(duckdb_path) == before
-    attempts = new_ledger_rows(duckdb_path, before_ledger)
+    assert table_snapshot(lake_dir) == before
+    attempts = new_ledger_rows(lake_dir, before_ledger)
     assert [row["status"] for row in attempts] == ["FAILED"]
     assert message in attempts[0]["error_msg"]
 
 
-def test_rows_with_more_or_fewer_fields_are_rejected_with_reason_and_part(server, duckdb_path) -> None:
+def test_rows_with_more_or_fewer_fields_are_rejected_with_reason_and_part(server, lake_dir) -> None:
     good = [action_row(1), action_row(2)]
     text = dialect_text(HEADER, good) + '"1","1","wa-short"\n"1","1","wa-long","1","h","surplus"\n'
     server.override_parts("action", EXPORT_HOUR, [gzip.compress(text.encode())])
 
-    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
+    result = materialize_partition(server, lake_dir, selection=["action"], raise_on_error=False)
 
     assert result.success
-    assert action_rows(duckdb_path) == [("wa1", 1, "https://example.com/"), ("wa2", 1, "https://example.com/")]
-    rejected = rejects(duckdb_path)
+    assert action_rows(lake_dir) == [("wa1", 1, "https://example.com/"), ("wa2", 1, "https://example.com/")]
+    rejected = rejects(lake_dir)
     assert [row["reason"] for row in rejected] == ["expected 5 fields, found 3", "expected 5 fields, found 6"]
     assert "wa-short" in rejected[0]["raw_text"] and "surplus" in rejected[1]["raw_text"]
     assert all(row["source_part"].endswith(".csv.gz") and "?" not in row["source_part"] for row in rejected)
@@ -128,28 +128,28 @@ def test_rows_with_more_or_fewer_fields_are_rejected_with_reason_and_part(server
     assert materialization_metadata(result)["rows_rejected"] == 2
 
 
-def test_text_in_a_bigint_column_rejects_that_row_only(server, duckdb_path) -> None:
+def test_text_in_a_bigint_column_rejects_that_row_only(server, lake_dir) -> None:
     server.override_parts("action", EXPORT_HOUR, [gzip_part(HEADER, [action_row(1), action_row(2, index="seven")])])
 
-    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
+    result = materialize_partition(server, lake_dir, selection=["action"], raise_on_error=False)
 
     assert result.success
-    assert action_rows(duckdb_path) == [("wa1", 1, "https://example.com/")]
-    [rejected] = rejects(duckdb_path)
+    assert action_rows(lake_dir) == [("wa1", 1, "https://example.com/")]
+    [rejected] = rejects(lake_dir)
     assert rejected["reason"].startswith("index:") and "seven" in rejected["reason"]
     assert json.loads(rejected["raw_text"])["actionRequestId"] == "wa2"
     assert checks(result)[NO_REJECTS.name] is False
 
 
-def test_an_unknown_column_is_kept_and_a_missing_one_loads_as_null(server, duckdb_path) -> None:
+def test_an_unknown_column_is_kept_and_a_missing_one_loads_as_null(server, lake_dir) -> None:
     header = [name for name in HEADER if name != "href"] + ["brandNewColumn"]
     rows = [[*action_row(1)[:-1], "surprise"]]
     server.override_parts("action", EXPORT_HOUR, [gzip_part(header, rows)])
 
-    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
+    result = materialize_partition(server, lake_dir, selection=["action"], raise_on_error=False)
 
     assert result.success
-    assert action_rows(duckdb_path, "action_request_id, href, _extra_columns") == [
+    assert action_rows(lake_dir, "action_request_id, href, _extra_columns") == [
         ("wa1", None, {"brandNewColumn": "surprise"})
     ]
     metadata = materialization_metadata(result)
@@ -158,51 +158,49 @@ def test_an_unknown_column_is_kept_and_a_missing_one_loads_as_null(server, duckd
     assert all(checks(result).values())
 
 
-def test_a_ten_megabyte_field_loads_exactly(server, duckdb_path) -> None:
+def test_a_ten_megabyte_field_loads_exactly(server, lake_dir) -> None:
     huge = "长" * 1_000_000 + 'a "quoted", \\escaped\\ value\n' * 250_000  # about 10 MB of UTF-8
     server.override_parts("action", EXPORT_HOUR, [gzip_part(HEADER, [action_row(1, href=huge), action_row(2)])])
 
-    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
+    result = materialize_partition(server, lake_dir, selection=["action"], raise_on_error=False)
 
     assert result.success
     assert len(huge.encode()) >= 10_000_000
-    assert action_rows(duckdb_path) == [("wa1", 1, huge), ("wa2", 1, "https://example.com/")]
+    assert action_rows(lake_dir) == [("wa1", 1, huge), ("wa2", 1, "https://example.com/")]
 
 
-def test_invalid_utf8_fails_the_run_and_keeps_the_rows(server, duckdb_path) -> None:
-    before, before_ledger = table_snapshot(duckdb_path), ledger(duckdb_path)
+def test_invalid_utf8_fails_the_run_and_keeps_the_rows(server, lake_dir) -> None:
+    before, before_ledger = table_snapshot(lake_dir), ledger(lake_dir)
     text = dialect_text(HEADER, [action_row(1)]).encode() + b'"1","1","wa\xff\xfe","1",""\n'
     server.override_parts("action", EXPORT_HOUR, [gzip.compress(text)])
 
-    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
+    result = materialize_partition(server, lake_dir, selection=["action"], raise_on_error=False)
 
-    assert_failed_and_nothing_changed(result, duckdb_path, before, before_ledger, "invalid UTF-8")
+    assert_failed_and_nothing_changed(result, lake_dir, before, before_ledger, "invalid UTF-8")
 
 
-def test_an_html_page_instead_of_gzip_is_fetched_again_then_fails(server, duckdb_path) -> None:
+def test_an_html_page_instead_of_gzip_is_fetched_again_then_fails(server, lake_dir) -> None:
     server.faults.html_next_downloads(1)
-    recovered = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
+    recovered = materialize_partition(server, lake_dir, selection=["action"], raise_on_error=False)
     assert recovered.success
-    assert_partition_equals_ground_truth(server, duckdb_path, ["action"])
+    assert_partition_equals_ground_truth(server, lake_dir, ["action"])
 
-    before, before_ledger = table_snapshot(duckdb_path), ledger(duckdb_path)
+    before, before_ledger = table_snapshot(lake_dir), ledger(lake_dir)
     server.faults.html_next_downloads(1000)
 
-    result = materialize_partition(
-        server, duckdb_path, selection=["action"], max_link_refreshes=1, raise_on_error=False
-    )
+    result = materialize_partition(server, lake_dir, selection=["action"], max_link_refreshes=1, raise_on_error=False)
 
-    assert_failed_and_nothing_changed(result, duckdb_path, before, before_ledger, "not a gzip file")
+    assert_failed_and_nothing_changed(result, lake_dir, before, before_ledger, "not a gzip file")
 
 
-def test_a_gzipped_html_page_is_not_taken_for_an_export(server, duckdb_path) -> None:
-    before, before_ledger = table_snapshot(duckdb_path), ledger(duckdb_path)
+def test_a_gzipped_html_page_is_not_taken_for_an_export(server, lake_dir) -> None:
+    before, before_ledger = table_snapshot(lake_dir), ledger(lake_dir)
     page = b"<html><head><title>404 Not Found</title></head><body>No such key</body></html>\n"
     server.override_parts("action", EXPORT_HOUR, [gzip.compress(page)])
 
-    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
+    result = materialize_partition(server, lake_dir, selection=["action"], raise_on_error=False)
 
-    assert_failed_and_nothing_changed(result, duckdb_path, before, before_ledger, "header matches no action column")
+    assert_failed_and_nothing_changed(result, lake_dir, before, before_ledger, "header matches no action column")
 
 
 def finished(download_links: Any, **fields: Any) -> dict[str, Any]:
@@ -247,39 +245,39 @@ def finished(download_links: Any, **fields: Any) -> dict[str, Any]:
     ],
 )
 def test_an_api_answer_with_wrong_types_or_schemes_fails_the_run_and_keeps_the_rows(
-    server, duckdb_path, body: Any, message: str
+    server, lake_dir, body: Any, message: str
 ) -> None:
-    before, before_ledger = table_snapshot(duckdb_path), ledger(duckdb_path)
+    before, before_ledger = table_snapshot(lake_dir), ledger(lake_dir)
     server.override_next_api_responses(body)
 
-    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
+    result = materialize_partition(server, lake_dir, selection=["action"], raise_on_error=False)
 
-    assert_failed_and_nothing_changed(result, duckdb_path, before, before_ledger, message)
+    assert_failed_and_nothing_changed(result, lake_dir, before, before_ledger, message)
     assert not server.download_calls, "nothing was downloaded from an unusable answer"
 
 
 def test_links_for_an_unknown_event_type_are_ignored_and_the_known_types_load(
-    server: LocalExportServer, duckdb_path: Path, caplog: pytest.LogCaptureFixture
+    server: LocalExportServer, lake_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.override_next_api_responses(finished({"not_a_type": ["https://example.com/x.csv.gz"]}))
 
-    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
+    result = materialize_partition(server, lake_dir, selection=["action"], raise_on_error=False)
 
     assert result.success
-    assert_partition_equals_ground_truth(server, duckdb_path, ["action"])
+    assert_partition_equals_ground_truth(server, lake_dir, ["action"])
     assert "ignoring downloadLinks for unknown event type 'not_a_type'" in caplog.text
     one_type_calls = [call.path for call in server.api_calls if "/action/" in call.path]
     assert one_type_calls, "the missing action links were asked for on the one-type endpoint"
 
 
-def test_rows_far_outside_the_partition_window_load_and_the_check_warns(server, duckdb_path) -> None:
+def test_rows_far_outside_the_partition_window_load_and_the_check_warns(server, lake_dir) -> None:
     late = HOUR_START_MS + int(timedelta(days=3).total_seconds() * 1000)
     rows = [action_row(1), [str(late), str(late), "wa9", "1", None]]
     server.override_parts("action", EXPORT_HOUR, [gzip_part(HEADER, rows)])
 
-    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
+    result = materialize_partition(server, lake_dir, selection=["action"], raise_on_error=False)
 
     assert result.success
-    assert [row[0] for row in action_rows(duckdb_path)] == ["wa1", "wa9"]
+    assert [row[0] for row in action_rows(lake_dir)] == ["wa1", "wa9"]
     [window_check] = [e for e in result.get_asset_check_evaluations() if e.check_name == IN_TIME_WINDOW.name]
     assert not window_check.passed and window_check.severity == dg.AssetCheckSeverity.WARN

@@ -16,7 +16,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import dagster as dg
-import duckdb
 import httpx
 import pytest
 from dagster._serdes import serialize_value
@@ -25,6 +24,7 @@ from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.export_api import ClientSettings, ExportClient, InvalidRequestError
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.warehouse import LEDGER_TABLE, REJECTS_TABLE, SCHEMA, column_schema
+from growingio_pipeline_tests.pipeline_harness import read_lake
 from growingio_pipeline_tests.reliability_support import (
     FINISHED_PARTITION,
     build_baseline,
@@ -41,7 +41,7 @@ EXPORT_HOUR = FINISHED_PARTITION[:10]
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_baseline(tmp_path_factory.mktemp("baseline") / "events.duckdb")
+    return build_baseline(tmp_path_factory.mktemp("baseline") / "lake")
 
 
 @pytest.fixture
@@ -66,20 +66,21 @@ def secrets_of(server: LocalExportServer) -> list[str]:
 
 
 def everything_a_run_leaves(
-    instance: dg.DagsterInstance, instance_dir: Path, duckdb_path: Path, results: list[dg.ExecuteInProcessResult]
+    instance: dg.DagsterInstance, instance_dir: Path, lake_dir: Path, results: list[dg.ExecuteInProcessResult]
 ) -> str:
-    """All text the runs left: stored events, the instance's files, the warehouse's tables and file, errors."""
+    """All text the runs left: stored events, the instance's files, the lake's tables and files, errors."""
     texts = []
     for result in results:
         texts += [serialize_value(entry) for entry in instance.all_logs(result.run_id)]
         if not result.success:
             texts.append(step_failure_message(result))
     texts += [path.read_bytes().decode("utf-8", "replace") for path in instance_dir.rglob("*") if path.is_file()]
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+    with read_lake(lake_dir) as conn:
         for table in (LEDGER_TABLE, REJECTS_TABLE):
             texts.append(repr(conn.execute(f"SELECT * FROM {table}").fetchall()))
         texts.append(repr(conn.execute("SELECT _source_part, _extra_columns FROM growingio.page").fetchall()))
-    texts.append(duckdb_path.read_bytes().decode("utf-8", "replace"))
+    # The lake's own files: the catalog and every Parquet file.
+    texts += [path.read_bytes().decode("utf-8", "replace") for path in lake_dir.rglob("*") if path.is_file()]
     return "\n".join(texts)
 
 
@@ -87,30 +88,30 @@ def test_no_token_or_link_signature_in_logs_metadata_errors_ledger_or_storage(
     secret_server: LocalExportServer, baseline: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    duckdb_path = copy_baseline(baseline, tmp_path)
+    lake_dir = copy_baseline(baseline, tmp_path)
     [a_link, *_] = signed_links(secret_server)
     instance_dir = tmp_path / "dagster_home"
     instance_dir.mkdir()
     with dg.DagsterInstance.local_temp(str(instance_dir)) as instance:
         secret_server.faults.truncate_next_downloads(1000)  # failures whose messages are about links
         failed_downloads = materialize_partition(
-            secret_server, duckdb_path, instance=instance, max_link_refreshes=1, raise_on_error=False
+            secret_server, lake_dir, instance=instance, max_link_refreshes=1, raise_on_error=False
         )
         secret_server.faults.reset()
-        loaded = materialize_partition(secret_server, duckdb_path, instance=instance, raise_on_error=False)
+        loaded = materialize_partition(secret_server, lake_dir, instance=instance, raise_on_error=False)
         secret_server.error_hours[EXPORT_HOUR] = f"could not write {a_link} (Authorization: {SECRET_TOKEN})"
-        vendor_error = materialize_partition(secret_server, duckdb_path, instance=instance, raise_on_error=False)
+        vendor_error = materialize_partition(secret_server, lake_dir, instance=instance, raise_on_error=False)
         del secret_server.error_hours[EXPORT_HOUR]
         secret_server.faults.fail_next_api_calls(1000)
         unavailable = materialize_partition(
-            secret_server, duckdb_path, instance=instance, max_retries=1, raise_on_error=False
+            secret_server, lake_dir, instance=instance, max_retries=1, raise_on_error=False
         )
         secret_server.faults.reset()
         results = [failed_downloads, loaded, vendor_error, unavailable]
 
         assert [result.success for result in results] == [False, True, False, False]
         assert "could not write http://127.0.0.1" in step_failure_message(vendor_error), "errorMsg shown, redacted"
-        left = everything_a_run_leaves(instance, instance_dir, duckdb_path, results) + caplog.text
+        left = everything_a_run_leaves(instance, instance_dir, lake_dir, results) + caplog.text
     assert "/exports/" in left, "link paths (without their signatures) are shown, so the search covers them"
     for secret in secrets_of(secret_server):
         assert secret not in left
@@ -120,7 +121,7 @@ def test_a_wrong_token_is_not_echoed(secret_server: LocalExportServer, tmp_path:
     caplog.set_level(logging.DEBUG)
     wrong = "tok-wrong-0a1b2c3d4e5f"
 
-    result = materialize_partition(secret_server, tmp_path / "events.duckdb", token=wrong, raise_on_error=False)
+    result = materialize_partition(secret_server, tmp_path / "lake", token=wrong, raise_on_error=False)
 
     assert not result.success
     message = step_failure_message(result)
@@ -129,8 +130,8 @@ def test_a_wrong_token_is_not_echoed(secret_server: LocalExportServer, tmp_path:
 
 
 def test_tables_and_columns_come_only_from_the_registry(secret_server, baseline: Path, tmp_path: Path) -> None:
-    duckdb_path = copy_baseline(baseline, tmp_path)
-    before = table_snapshot(duckdb_path)
+    lake_dir = copy_baseline(baseline, tmp_path)
+    before = table_snapshot(lake_dir)
     hostile = 'x"; DROP TABLE growingio.page; --'
     header = ["sendTime", "actionRequestId", hostile, "index) VALUES (1); DROP SCHEMA growingio CASCADE; --"]
     text = ",".join(['"sendTime"', '"actionRequestId"', '"x\\"; DROP TABLE growingio.page; --"', header[3]])
@@ -140,10 +141,10 @@ def test_tables_and_columns_come_only_from_the_registry(secret_server, baseline:
         {"status": "FINISHED", "exportDate": EXPORT_HOUR, "downloadLinks": {"page; DROP TABLE growingio.visit": []}}
     )
 
-    result = materialize_partition(secret_server, duckdb_path, selection=["action"], raise_on_error=False)
+    result = materialize_partition(secret_server, lake_dir, selection=["action"], raise_on_error=False)
 
     assert result.success, step_failure_message(result)
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+    with read_lake(lake_dir) as conn:
         tables = {
             name: [
                 (column, sql_type)
@@ -164,7 +165,7 @@ def test_tables_and_columns_come_only_from_the_registry(secret_server, baseline:
     for name, event_type in EVENT_TYPES.items():
         assert [column for column, _ in tables[name]] == [column for column, _ in column_schema(event_type)]
     assert extras == {hostile: "v1", header[3]: "v2"}, "hostile header names are data, never SQL"
-    after = table_snapshot(duckdb_path)
+    after = table_snapshot(lake_dir)
     assert {name: rows for name, rows in after.items() if name != "action"} == {
         name: rows for name, rows in before.items() if name != "action"
     }
@@ -184,7 +185,7 @@ def test_tables_and_columns_come_only_from_the_registry(secret_server, baseline:
 def test_a_bad_project_id_or_base_url_fails_before_any_request(
     secret_server: LocalExportServer, tmp_path: Path, settings: dict, message: str
 ) -> None:
-    result = materialize_partition(secret_server, tmp_path / "events.duckdb", **settings, raise_on_error=False)
+    result = materialize_partition(secret_server, tmp_path / "lake", **settings, raise_on_error=False)
 
     assert not result.success
     assert message in step_failure_message(result)
@@ -206,7 +207,5 @@ def test_a_bad_export_date_is_refused_before_any_request(secret_server: LocalExp
 
 def test_dagster_refuses_a_partition_key_outside_the_partitions(secret_server, tmp_path: Path) -> None:
     with pytest.raises(dg.DagsterUnknownPartitionError, match="Could not find a partition"):
-        materialize_partition(
-            secret_server, tmp_path / "events.duckdb", partition_key="2026112903/../..", raise_on_error=False
-        )
+        materialize_partition(secret_server, tmp_path / "lake", partition_key="2026112903/../..", raise_on_error=False)
     assert not secret_server.api_calls

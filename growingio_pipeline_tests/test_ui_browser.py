@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import duckdb
 import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
@@ -29,6 +28,7 @@ from growingio_pipeline_tests.dagster_processes import (
     running_dagster_dev,
     running_local_server_command,
 )
+from growingio_pipeline_tests.pipeline_harness import lake_environment, read_lake
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -68,7 +68,7 @@ def test_the_ui_lists_the_assets_and_materializes_a_partition(tmp_path: Path) ->
         )
     partition = recent_finished_partition(datetime.now(timezone.utc))
     start_date = (datetime.strptime(partition, KEY_FORMATS["hour"]) - timedelta(hours=2)).strftime(KEY_FORMATS["hour"])
-    duckdb_path = tmp_path / "events.duckdb"
+    lake_dir = tmp_path / "lake"
     screenshots = tmp_path / "screenshots"
     screenshots.mkdir()
     print(f"screenshots in {screenshots}")
@@ -78,7 +78,7 @@ def test_the_ui_lists_the_assets_and_materializes_a_partition(tmp_path: Path) ->
             "GROWINGIO_BASE_URL": server.base_url,
             "GROWINGIO_TOKEN": TOKEN,
             "GROWINGIO_PROJECT_ID": PROJECT_ID,
-            "GROWINGIO_DUCKDB_PATH": str(duckdb_path),
+            **lake_environment(lake_dir),
             "GROWINGIO_START_DATE": start_date,
             "GROWINGIO_EXPORT_TYPE": "hour",
         }
@@ -98,7 +98,7 @@ def test_the_ui_lists_the_assets_and_materializes_a_partition(tmp_path: Path) ->
 
     assert process_group_members(dagster_group) == [], "dagster dev left processes behind"
     assert process_group_members(server_group) == [], "the local export server left processes behind"
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+    with read_lake(lake_dir) as conn:
         page_rows = conn.execute(
             "SELECT count(*) FROM growingio.page WHERE _partition_key = ?", [partition]
         ).fetchone()[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from growingio_pipeline.event_types import EVENT_TYPES, Column, ColumnKind, EventType
+from growingio_pipeline.lake import LakeSettings, connect_lake
 from growingio_pipeline.parsing import parse_part
 from growingio_pipeline.warehouse import (
     LEDGER_TABLE,
@@ -50,7 +52,7 @@ def test_ensure_schema_is_idempotent_and_follows_the_registry(conn) -> None:
 
 
 def test_ensure_schema_adds_registry_columns_missing_from_an_older_table(tmp_path: Path) -> None:
-    connection = duckdb.connect(str(tmp_path / "old.duckdb"))
+    connection = connect_lake(LakeSettings.in_folder(tmp_path / "lake"))
     connection.execute("CREATE SCHEMA growingio")
     connection.execute("CREATE TABLE growingio.vstr (visit_user_id VARCHAR)")
     ensure_schema(connection)
@@ -88,20 +90,24 @@ def test_awkward_strings_and_typed_values_round_trip_through_duckdb(conn, tmp_pa
     assert sql_types["send_time"] == "TIMESTAMP WITH TIME ZONE"
 
 
+@pytest.fixture(scope="module")
+def shared_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One lake for the property test's examples: each replaces the same partition, as a re-run would."""
+    connection = connect_lake(LakeSettings.in_folder(tmp_path_factory.mktemp("shared") / "lake"))
+    ensure_schema(connection)
+    yield connection
+    connection.close()
+
+
 @settings(max_examples=40, deadline=None)
 @given(rows=st.lists(st.tuples(TEXT_VALUES, TEXT_VALUES), max_size=8))
-def test_any_table_of_strings_round_trips_through_duckdb(rows: list[tuple[str | None, str | None]]) -> None:
+def test_any_table_of_strings_round_trips_through_duckdb(
+    shared_lake: duckdb.DuckDBPyConnection, rows: list[tuple[str | None, str | None]]
+) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        connection = duckdb.connect(str(Path(directory) / "w.duckdb"))
-        try:
-            ensure_schema(connection)
-            numbered = [[str(i), *row] for i, row in enumerate(rows)]
-            load(connection, EVENT_TYPES["vstr"], Path(directory), ["sendTime", "visitUserId", "sessionId"], numbered)
-            stored = connection.execute(
-                "SELECT visit_user_id, session_id FROM growingio.vstr ORDER BY send_time"
-            ).fetchall()
-        finally:
-            connection.close()
+        numbered = [[str(i), *row] for i, row in enumerate(rows)]
+        load(shared_lake, EVENT_TYPES["vstr"], Path(directory), ["sendTime", "visitUserId", "sessionId"], numbered)
+    stored = shared_lake.execute("SELECT visit_user_id, session_id FROM growingio.vstr ORDER BY send_time").fetchall()
     assert stored == rows
 
 

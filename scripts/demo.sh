@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up .venv and loads one day of all ten event types from the local export server into data/growingio.duckdb.
+# Sets up .venv and loads one day of all ten event types from the local export server into the lake in data/lake.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-venv.sh
