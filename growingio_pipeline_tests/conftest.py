@@ -1,4 +1,4 @@
-"""Shared fixtures: the local GrowingIO export server on a free loopback port."""
+"""Shared fixtures: the local GrowingIO export server on a free loopback port; PostgreSQL and S3 servers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
 from growingio_pipeline.warehouse import ensure_schema
+from growingio_pipeline_tests.services import PostgresServer, SeaweedS3, running_postgres, running_seaweedfs
 
 LOCAL_SERVER_NOW = datetime(2026, 11, 29, 12, 0, tzinfo=BEIJING)
 """Where every test server's FrozenClock starts: 2026-11-29 12:00 Beijing."""
@@ -59,3 +60,17 @@ def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     ensure_schema(connection)
     yield connection
     connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on a free loopback port for the whole session; each test creates its own databases."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3() -> Iterator[SeaweedS3]:
+    """A real SeaweedFS S3 gateway on a free loopback port for the whole session; each test creates its buckets."""
+    with running_seaweedfs() as s3:
+        yield s3

@@ -67,12 +67,16 @@ def materialize_partition(
 
 def loaded_rows(duckdb_path: Path, event_type: EventType, partition_key: str) -> list[tuple]:
     """The partition's rows in DuckDB as comparable tuples, in a stable order."""
-    selected = ", ".join(_comparable_sql(column.name, column.kind) for column in event_type.columns)
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
-        rows = conn.execute(
-            f"SELECT {selected}, _unparsed_maps FROM {event_type.table_name} WHERE _partition_key = ?",
-            [partition_key],
-        ).fetchall()
+        return partition_rows(conn, event_type, partition_key)
+
+
+def partition_rows(conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str) -> list[tuple]:
+    """The partition's rows on an open connection as comparable tuples, in a stable order."""
+    selected = ", ".join(_comparable_sql(column.name, column.kind) for column in event_type.columns)
+    rows = conn.execute(
+        f"SELECT {selected}, _unparsed_maps FROM {event_type.table_name} WHERE _partition_key = ?", [partition_key]
+    ).fetchall()
     map_positions = [i for i, column in enumerate(event_type.columns) if column.kind is ColumnKind.MAP]
     return sorted((_with_unparsed_maps(row, event_type, map_positions) for row in rows), key=repr)
 
