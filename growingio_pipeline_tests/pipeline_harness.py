@@ -41,6 +41,16 @@ def export_resource(server: LocalExportServer, **overrides: Any) -> GrowingIOExp
     return GrowingIOExportResource(**settings)
 
 
+def export_environment(server: LocalExportServer) -> dict[str, str]:
+    """The variables that point a ``dagster`` command at a test server, from the first test partition on."""
+    return {
+        "GROWINGIO_BASE_URL": server.base_url,
+        "GROWINGIO_TOKEN": server.token,
+        "GROWINGIO_PROJECT_ID": server.project_id,
+        "GROWINGIO_START_DATE": START_DATE,
+    }
+
+
 def materialize_partition(
     server: LocalExportServer,
     duckdb_path: Path,
