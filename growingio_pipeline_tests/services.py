@@ -134,8 +134,8 @@ def weed_binary() -> Path:
 
 
 @contextmanager
-def running_postgres(host: str = LOOPBACK) -> Iterator[PostgresServer]:
-    """A fresh PostgreSQL cluster in a temporary folder, listening on ``host`` at a free port.
+def running_postgres() -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL cluster in a temporary folder, listening on a free loopback port.
 
     Local (socket) connections are trusted, for the superuser's setup; TCP connections need a password,
     so the login role's password path is the real one. As root the server runs as ``postgres``.
@@ -160,12 +160,12 @@ def running_postgres(host: str = LOOPBACK) -> Iterator[PostgresServer]:
             process = subprocess.Popen(
                 # fsync off: a test cluster, thrown away at the end; it only saves disk flushes.
                 [bin_dir / "postgres", "-D", data_dir, "-p", str(port), "-k", folder,
-                 "-c", f"listen_addresses={host}", "-c", "fsync=off"],
+                 "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 **_popen_user(owner),
             )  # fmt: skip
         try:
-            server = PostgresServer(host, port, "growingio", secrets.token_urlsafe(18), folder)
+            server = PostgresServer(LOOPBACK, port, "growingio", secrets.token_urlsafe(18), folder)
             _wait_until(lambda: _accepts_superuser(server), process, log_path, "PostgreSQL")
             with _superuser_connection(server) as cursor:
                 cursor.execute(f'CREATE ROLE "{server.user}" LOGIN PASSWORD %s', (server.password,))
@@ -177,8 +177,8 @@ def running_postgres(host: str = LOOPBACK) -> Iterator[PostgresServer]:
 
 
 @contextmanager
-def running_seaweedfs(host: str = LOOPBACK) -> Iterator[SeaweedS3]:
-    """SeaweedFS (master, volume, filer and S3 gateway) in a temporary folder, on free ports of ``host``.
+def running_seaweedfs() -> Iterator[SeaweedS3]:
+    """SeaweedFS (master, volume, filer and S3 gateway) in a temporary folder, on free loopback ports.
 
     The S3 gateway knows one identity with a random key pair, so requests must be signed with it.
     """
@@ -191,28 +191,24 @@ def running_seaweedfs(host: str = LOOPBACK) -> Iterator[SeaweedS3]:
         identity["actions"] = ["Admin", "Read", "List", "Tagging", "Write"]
         identities.write_text(json.dumps({"identities": [identity]}))
         (folder / "data").mkdir()  # SeaweedFS needs its data folder to exist before it starts
-        ports = {
-            name: free_port() for name in ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc")
-        }
-        ports |= {"s3": free_port(), "s3.grpc": free_port()}
-        master = f"{host}:{ports['master']}.{ports['master.grpc']}"  # SeaweedFS's "host:port.grpcPort" form
-        flags = [f"-{name.replace('.grpc', '.port.grpc')}={port}" for name, port in ports.items() if ".grpc" in name]
-        flags += [f"-{name}.port={port}" for name, port in ports.items() if ".grpc" not in name]
+        # Every port explicitly: SeaweedFS's gRPC ports default to the HTTP port + 10000, which may be taken.
+        port_flags = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port"]
+        ports = {flag: free_port() for flag in [*port_flags, "filer.port.grpc", "s3.port", "s3.port.grpc"]}
+        master = f"{LOOPBACK}:{ports['master.port']}.{ports['master.port.grpc']}"  # SeaweedFS's host:port.grpcPort
         log_path = folder / "weed.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [weed, "server", f"-dir={folder / 'data'}", f"-ip={host}", f"-ip.bind={host}", "-s3",
+                [weed, "server", f"-dir={folder / 'data'}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}", "-s3",
                  f"-s3.config={identities}", "-s3.port.iceberg=0", "-master.telemetry=false",
                  "-master.volumeSizeLimitMB=64", "-volume.max=0", "-volume.preStopSeconds=0",
-                 f"-filer.localSocket={folder / 'filer.sock'}", f"-s3.localSocket={folder / 's3.sock'}", *flags],
+                 f"-filer.localSocket={folder / 'filer.sock'}", f"-s3.localSocket={folder / 's3.sock'}",
+                 *(f"-{flag}={port}" for flag, port in ports.items())],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder,
             )  # fmt: skip
         try:
-            s3 = SeaweedS3(
-                host, ports["s3"], f"http://{host}:{ports['filer']}", master,
-                access_key_id, secret_access_key,
-            )  # fmt: skip
-            _wait_until(lambda: port_is_open(ports["s3"], host) and _filer_answers(s3), process, log_path, "SeaweedFS")
+            filer_url = f"http://{LOOPBACK}:{ports['filer.port']}"
+            s3 = SeaweedS3(LOOPBACK, ports["s3.port"], filer_url, master, access_key_id, secret_access_key)
+            _wait_until(lambda: port_is_open(s3.s3_port) and _filer_answers(s3), process, log_path, "SeaweedFS")
             yield s3
         finally:
             stop_process_group(process, grace_s=30.0)
@@ -227,7 +223,9 @@ def _postgres_owner() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam("postgres")
     except KeyError:
-        raise FileNotFoundError("no postgres user: install Debian's postgresql package (bash scripts/test.sh does)")
+        raise FileNotFoundError(
+            "no postgres user: install Debian's postgresql package (bash scripts/test.sh does)"
+        ) from None
 
 
 def _popen_user(owner: pwd.struct_passwd | None) -> dict:
