@@ -91,7 +91,10 @@ def _relay_connections(listener: socket.socket, port: int) -> None:
 
 
 def _pump(source: socket.socket, target: socket.socket) -> None:
-    """Copies one direction until end of stream, then passes the end on; the last direction closes both."""
+    """Copies one direction until end of stream, then passes the end on.
+
+    Both sockets close once both directions' threads have ended and dropped them.
+    """
     with suppress(OSError):
         while data := source.recv(65536):
             target.sendall(data)
