@@ -1,4 +1,4 @@
-"""Shared fixtures: the local GrowingIO export server on a free loopback port."""
+"""Shared fixtures: the local GrowingIO export server on a free loopback port; PostgreSQL and S3 servers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from growingio_pipeline.export_api import ClientSettings, ExportClient
 from growingio_pipeline.lake import LakeSettings, connect_lake
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
 from growingio_pipeline.warehouse import ensure_schema
+from growingio_pipeline_tests.services import PostgresServer, SeaweedS3, running_postgres, running_seaweedfs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 """The repository: the working directory of the commands and scripts the tests run."""
@@ -100,3 +101,17 @@ def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     ensure_schema(connection)
     yield connection
     connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on a free loopback port for the whole session; each test creates its own databases."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3() -> Iterator[SeaweedS3]:
+    """A real SeaweedFS S3 gateway on a free loopback port for the whole session; each test creates its buckets."""
+    with running_seaweedfs() as s3:
+        yield s3

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,9 +20,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
+if TYPE_CHECKING:  # services imports this module's process helpers
+    from growingio_pipeline_tests.services import PostgresServer
+
+# Not conftest's PROJECT_ROOT: conftest imports services, which imports this module.
+PRODUCTION_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "docs" / "production" / "dagster.yaml"
+"""The documented instance settings for many machines: PostgreSQL storage, from DAGSTER_PG_* variables."""
 DAGSTER_MODULE = "growingio_pipeline.definitions"
 STARTUP_TIMEOUT_S = 180.0
 STOP_GRACE_S = 60.0
@@ -239,3 +247,28 @@ def _announced_base_url(process: subprocess.Popen, timeout_s: float) -> str:
         output = first_line + process.stdout.read()
         raise RuntimeError(f"growingio-local-server exited with code {process.returncode}:\n{output}")
     raise TimeoutError(f"growingio-local-server printed no base URL within {timeout_s:.0f} s: {first_line!r}")
+
+
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment less every GROWINGIO_* and DAGSTER_* variable: a clean start for a child."""
+    return {name: value for name, value in os.environ.items() if not name.startswith(("GROWINGIO_", "DAGSTER_"))}
+
+
+def dagster_home_on_postgres(home: Path, postgres: PostgresServer, database: str) -> dict[str, str]:
+    """Makes ``home`` a DAGSTER_HOME with the production settings; returns the variables they read."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PRODUCTION_DAGSTER_YAML, home / "dagster.yaml")
+    return {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": postgres.host,
+        "DAGSTER_PG_PORT": str(postgres.port),
+        "DAGSTER_PG_DB": database,
+        "DAGSTER_PG_USERNAME": postgres.user,
+        "DAGSTER_PG_PASSWORD": postgres.password,
+    }
+
+
+def materialize_command(partition_key: str) -> list[str]:
+    """``dagster asset materialize`` of all ten types for one partition, as a user types it."""
+    return [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", DAGSTER_MODULE,
+            "--select", "*", "--partition", partition_key]  # fmt: skip

@@ -80,6 +80,16 @@ def export_resource(server: LocalExportServer, **overrides: Any) -> GrowingIOExp
     return GrowingIOExportResource(**settings)
 
 
+def export_environment(server: LocalExportServer) -> dict[str, str]:
+    """The variables that point a ``dagster`` command at a test server, from the first test partition on."""
+    return {
+        "GROWINGIO_BASE_URL": server.base_url,
+        "GROWINGIO_TOKEN": server.token,
+        "GROWINGIO_PROJECT_ID": server.project_id,
+        "GROWINGIO_START_DATE": START_DATE,
+    }
+
+
 def materialize_partition(
     server: LocalExportServer,
     lake_dir: Path,
@@ -107,12 +117,16 @@ def materialize_partition(
 
 def loaded_rows(lake_dir: Path, event_type: EventType, partition_key: str) -> list[tuple]:
     """The partition's rows in the lake as comparable tuples, in a stable order."""
-    selected = ", ".join(_comparable_sql(column.name, column.kind) for column in event_type.columns)
     with read_lake(lake_dir) as conn:
-        rows = conn.execute(
-            f"SELECT {selected}, _unparsed_maps FROM {event_type.table_name} WHERE _partition_key = ?",
-            [partition_key],
-        ).fetchall()
+        return partition_rows(conn, event_type, partition_key)
+
+
+def partition_rows(conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str) -> list[tuple]:
+    """The partition's rows on an open connection as comparable tuples, in a stable order."""
+    selected = ", ".join(_comparable_sql(column.name, column.kind) for column in event_type.columns)
+    rows = conn.execute(
+        f"SELECT {selected}, _unparsed_maps FROM {event_type.table_name} WHERE _partition_key = ?", [partition_key]
+    ).fetchall()
     map_positions = [i for i, column in enumerate(event_type.columns) if column.kind is ColumnKind.MAP]
     return sorted((_with_unparsed_maps(row, event_type, map_positions) for row in rows), key=repr)
 

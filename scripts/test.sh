@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
-# Sets up .venv (with the test extras and Debian's Chromium for the UI test), checks lint, format and types,
-# and runs the test suite (or the given pytest arguments).
+# Sets up .venv (with the test extras), installs the Debian packages the tests need (chromium for the UI test,
+# postgresql for the many-machines tests), checks lint, format and types, and runs the test suite (or the given
+# pytest arguments). Fast when all is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-venv.sh test
-if ! command -v chromium >/dev/null; then
-  as_root=""
-  [ "$(id -u)" = 0 ] || as_root="sudo -n"
-  echo "installing Debian's chromium for the UI test"
-  if ! { $as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq chromium >/dev/null; }; then
-    echo "the UI test needs Debian's chromium: run 'sudo apt-get install chromium' first" >&2
+
+as_root=""
+[ "$(id -u)" = 0 ] || as_root="sudo -n"
+apt_updated=""
+# Usage: apt_install PACKAGE WHY: installs one Debian package quietly (apt-get update once per call of this script).
+apt_install() {
+  echo "installing Debian's $1 for $2"
+  if [ -z "$apt_updated" ]; then
+    $as_root apt-get update -qq && apt_updated=1
   fi
-fi
+  if ! DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq "$1" >/dev/null; then
+    echo "$2 needs Debian's $1: run 'sudo apt-get install $1' first" >&2
+  fi
+}
+
+command -v chromium >/dev/null || apt_install chromium "the UI test"
+# The server binaries live in /usr/lib/postgresql/<version>/bin, off the PATH.
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || apt_install postgresql "the PostgreSQL tests"
 # Lint, format and types first: a finding fails the run before any test starts.
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
