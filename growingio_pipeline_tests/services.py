@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,10 +264,8 @@ def _stop_postgres(process: subprocess.Popen) -> None:
     """Fast shutdown (SIGINT: sessions are cut, not waited for), then the process group's usual end."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
-        try:
+        with suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
     stop_process_group(process, grace_s=5.0)
 
 
