@@ -76,7 +76,7 @@ def extension_directory(root: Path | None = None) -> Path:
 def _platform() -> str:
     with duckdb.connect() as conn:
         [(platform,)] = conn.execute("PRAGMA platform").fetchall()
-    return platform
+    return str(platform)
 
 
 def connection_config(root: Path | None = None) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -25,10 +26,10 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def export(database: Path, output_dir: Path) -> dict[str, dict]:
+def export(database: Path, output_dir: Path) -> dict[str, Any]:
     """Copy every table of schema ``growingio`` to Parquet; the manifest of rows per table and partition."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    tables: dict[str, dict] = {}
+    tables: dict[str, dict[str, Any]] = {}
     with duckdb.connect(str(database), read_only=True) as conn:
         names = [
             name
@@ -55,7 +56,7 @@ def export(database: Path, output_dir: Path) -> dict[str, dict]:
             )
             [(rows,)] = conn.execute(f"SELECT count(*) FROM {qualified}").fetchall()
             tables[name] = {"rows": rows, "partitions": partitions}
-    manifest = {"duckdb_version": duckdb.__version__, "tables": tables}
+    manifest: dict[str, Any] = {"duckdb_version": duckdb.__version__, "tables": tables}
     (output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import duckdb
 
@@ -60,7 +61,7 @@ class MaintenanceResult:
     snapshots_expired: int
 
 
-def _call(conn: duckdb.DuckDBPyConnection, sql: str, *params: object) -> list[tuple]:
+def _call(conn: duckdb.DuckDBPyConnection, sql: str, *params: object) -> list[tuple[Any, ...]]:
     """One maintenance function on the lake, as its own write transaction."""
     return write_transaction(conn, lambda c: c.execute(sql, [LAKE_DATABASE, *params]).fetchall())
 

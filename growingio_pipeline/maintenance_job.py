@@ -6,8 +6,8 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
+from growingio_pipeline.event_types import BEIJING
 from growingio_pipeline.maintenance import DEFAULT_SNAPSHOT_AGE, maintain
-from growingio_pipeline.partitions import BEIJING
 from growingio_pipeline.resources import WarehouseResource
 
 MAINTENANCE_JOB = "growingio_lake_maintenance"

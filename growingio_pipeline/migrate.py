@@ -13,6 +13,7 @@ overwrites them), so running the command again copies nothing twice. Ledger rows
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -60,7 +62,7 @@ def default_legacy_dir() -> Path:
     return cache / "growingio-pipeline" / f"duckdb-{LEGACY_DUCKDB_VERSION}"
 
 
-def export_old_file(database: Path, output_dir: Path, legacy_dir: Path) -> dict:
+def export_old_file(database: Path, output_dir: Path, legacy_dir: Path) -> dict[str, Any]:
     """Export ``database`` to Parquet with this DuckDB if it can read the file, else with the legacy one."""
     try:
         return _run_export(database, output_dir, python_path=None)
@@ -68,7 +70,7 @@ def export_old_file(database: Path, output_dir: Path, legacy_dir: Path) -> dict:
         return _run_export(database, output_dir, python_path=_install_legacy_duckdb(legacy_dir))
 
 
-def _run_export(database: Path, output_dir: Path, python_path: Path | None) -> dict:
+def _run_export(database: Path, output_dir: Path, python_path: Path | None) -> dict[str, Any]:
     env = dict(os.environ)
     if python_path is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(python_path), env.get("PYTHONPATH")]))
@@ -82,7 +84,8 @@ def _run_export(database: Path, output_dir: Path, python_path: Path | None) -> d
         errors = [line for line in result.stderr.splitlines() if "Error" in line] or ["no error message"]
         failure = _WrittenByNewerDuckDB if _NEWER_FILE in result.stderr else MigrationError
         raise failure(f"could not read {database}: {errors[-1].strip()}")
-    return json.loads((output_dir / MANIFEST).read_text())
+    manifest: dict[str, Any] = json.loads((output_dir / MANIFEST).read_text())
+    return manifest
 
 
 def _install_legacy_duckdb(legacy_dir: Path) -> Path:
@@ -140,7 +143,7 @@ def _copy_partition(
             "WHERE event_type = ? AND partition_key = ?",
             [event_type.name, key],
         )
-    return copied
+    return int(copied)
 
 
 def _copy_ledger(conn: duckdb.DuckDBPyConnection, export_dir: Path) -> int:
@@ -150,7 +153,7 @@ def _copy_ledger(conn: duckdb.DuckDBPyConnection, export_dir: Path) -> int:
         f"INSERT INTO {LEDGER_TABLE} BY NAME SELECT * FROM read_parquet({parquet}) "
         f"WHERE attempt_id NOT IN (SELECT attempt_id FROM {LEDGER_TABLE})"
     ).fetchall()
-    return added
+    return int(added)
 
 
 def migrate(
@@ -177,8 +180,13 @@ def migrate(
                         continue
                     report.rows[name] += write_transaction(
                         conn,
-                        lambda c, event_type=event_type, key=key, expected=expected: _copy_partition(
-                            c, event_type, key, expected, export_dir, has_rejects
+                        functools.partial(
+                            _copy_partition,
+                            event_type=event_type,
+                            key=key,
+                            expected=expected,
+                            export_dir=export_dir,
+                            has_rejects=has_rejects,
                         ),
                     )
                     report.copied[name] += 1

@@ -87,7 +87,7 @@ def test_an_invalidated_code_is_replaced_once(server: LocalExportServer, tmp_pat
 
 def test_a_half_set_key_pair_fails_before_any_request(server: LocalExportServer, tmp_path: Path) -> None:
     settings = key_pair_settings(server, tmp_path / "c.sqlite", private_key=None)
-    result = materialize_partition(server, tmp_path / "events.duckdb", raise_on_error=False, **settings)
+    result = materialize_partition(server, tmp_path / "lake", raise_on_error=False, **settings)
 
     assert not result.success
     assert (
@@ -103,7 +103,7 @@ def test_a_wrong_private_key_fails_with_a_clear_message(
     caplog.set_level(logging.DEBUG)
     wrong = "priv-wrong-0a1b2c3d"
     settings = key_pair_settings(server, tmp_path / "c.sqlite", private_key=wrong)
-    result = materialize_partition(server, tmp_path / "events.duckdb", raise_on_error=False, **settings)
+    result = materialize_partition(server, tmp_path / "lake", raise_on_error=False, **settings)
 
     assert not result.success
     message = step_failure_message(result)
@@ -122,27 +122,29 @@ def test_key_pair_runs_load_exact_rows_and_leave_no_secret_anywhere(
     server: LocalExportServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    catalog, duckdb_path = tmp_path / "lake" / "catalog.sqlite", tmp_path / "events.duckdb"
+    lake_dir = tmp_path / "lake"
+    catalog = lake_dir / "catalog.sqlite"  # the lake's catalog holds the shared code too
     settings = key_pair_settings(server, catalog)
     instance_dir = tmp_path / "dagster_home"
     instance_dir.mkdir()
     with dg.DagsterInstance.local_temp(str(instance_dir)) as instance:
-        loaded = materialize_partition(server, duckdb_path, instance=instance, raise_on_error=False, **settings)
+        loaded = materialize_partition(server, lake_dir, instance=instance, raise_on_error=False, **settings)
         codes = stored_codes(catalog)
         codes.append(invalidate_from_outside(server))
-        reloaded = materialize_partition(server, duckdb_path, instance=instance, raise_on_error=False, **settings)
+        reloaded = materialize_partition(server, lake_dir, instance=instance, raise_on_error=False, **settings)
         codes += stored_codes(catalog)
         # A wrong key only shows when a code is fetched: with the shared code stored, it would not be needed.
         no_code_yet = {"private_key": "priv-x1", "lake_catalog": str(tmp_path / "empty.sqlite")}
         wrong_key = materialize_partition(
-            server, duckdb_path, instance=instance, raise_on_error=False, **{**settings, **no_code_yet}
+            server, lake_dir, instance=instance, raise_on_error=False, **{**settings, **no_code_yet}
         )
         results = [loaded, reloaded, wrong_key]
 
         assert [result.success for result in results] == [True, True, False]
         assert server.codes_issued == 3 and len(set(codes)) == 3
-        assert_partition_equals_ground_truth(server, duckdb_path, EVENT_TYPES)
-        left = everything_a_run_leaves(instance, instance_dir, duckdb_path, results) + caplog.text
+        assert_partition_equals_ground_truth(server, lake_dir, EVENT_TYPES)
+        left = everything_a_run_leaves(instance, instance_dir, lake_dir, results, with_catalog=False)
+        left += caplog.text
     assert "replacing it once" in left and "check the private key" in left, "the search covers the auth messages"
     for secret in [PRIVATE_KEY, *codes]:
         assert secret not in left

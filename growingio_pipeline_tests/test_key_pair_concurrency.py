@@ -43,15 +43,14 @@ def server(request: pytest.FixtureRequest) -> Iterator[LocalExportServer]:
     started.stop()
 
 
-def key_pair_environment(server: LocalExportServer, catalog: Path, duckdb_path: Path) -> dict[str, str]:
-    """What a run reads in key-pair mode: the key pair and the catalog, no token."""
+def key_pair_environment(server: LocalExportServer, lake_dir: Path) -> dict[str, str]:
+    """What a run reads in key-pair mode: the key pair and the lake (whose catalog holds the code), no token."""
     env = worker_environment(
         server,
-        duckdb_path,
+        lake_dir,
         GROWINGIO_CLIENT_ID=KEY_PAIR["client_id"],
         GROWINGIO_PRIVATE_KEY=KEY_PAIR["private_key"],
         GROWINGIO_PROJECT_UID=KEY_PAIR["project_uid"],
-        GROWINGIO_LAKE_CATALOG=str(catalog),
     )
     del env["GROWINGIO_TOKEN"]
     return env
@@ -64,8 +63,8 @@ def export_calls(server: LocalExportServer) -> list[int]:
 
 def test_four_runs_started_together_share_one_code(server: LocalExportServer, tmp_path: Path) -> None:
     server.prepare([key[:10] for key in CONCURRENT_PARTITIONS])
-    duckdb_path = tmp_path / "events.duckdb"
-    env = key_pair_environment(server, tmp_path / "lake" / "catalog.sqlite", duckdb_path)
+    lake_dir = tmp_path / "lake"
+    env = key_pair_environment(server, lake_dir)
 
     workers = {key: start_worker(env, tmp_path / f"worker-{key}.log", key) for key in CONCURRENT_PARTITIONS}
     for key, worker in workers.items():
@@ -74,18 +73,18 @@ def test_four_runs_started_together_share_one_code(server: LocalExportServer, tm
     assert server.codes_issued == 1
     assert 401 not in export_calls(server), "no run was refused (429s for the shared rate limit are retried)"
     for key in CONCURRENT_PARTITIONS:
-        assert_partition_equals_ground_truth(server, duckdb_path, EVENT_TYPES, key)
+        assert_partition_equals_ground_truth(server, lake_dir, EVENT_TYPES, key)
 
 
 def run_backfill(
     server: LocalExportServer, tmp_path: Path, partition_keys: list[str], meanwhile: Callable[[], None] = lambda: None
 ) -> tuple[str, list[dg.DagsterRun], Path]:
     """A key-pair backfill launched as the UI launches one; ``meanwhile`` runs while it does."""
-    duckdb_path = tmp_path / "events.duckdb"
+    lake_dir = tmp_path / "lake"
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = key_pair_environment(server, tmp_path / "lake" / "catalog.sqlite", duckdb_path)
+    env = key_pair_environment(server, lake_dir)
     env["GROWINGIO_START_DATE"] = partition_keys[0]
     with running_dagster_dev(dagster_home, env, cwd=PROJECT_ROOT) as dev:
         backfill_id = launch_backfill(dev.graphql_url, partition_keys)
@@ -95,18 +94,18 @@ def run_backfill(
         helper.join()
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         runs = list(instance.get_runs())
-    return status, runs, duckdb_path
+    return status, runs, lake_dir
 
 
 def assert_every_run_succeeded_with_exact_rows(
-    server: LocalExportServer, status: str, runs: list[dg.DagsterRun], duckdb_path: Path, partition_keys: list[str]
+    server: LocalExportServer, status: str, runs: list[dg.DagsterRun], lake_dir: Path, partition_keys: list[str]
 ) -> None:
     assert status in ("COMPLETED", "COMPLETED_SUCCESS")
     assert len(runs) == len(partition_keys)
     assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
     for event_type in EVENT_TYPES.values():
         for key in partition_keys:
-            assert loaded_rows(duckdb_path, event_type, key) == expected_rows(server, event_type, key), (
+            assert loaded_rows(lake_dir, event_type, key) == expected_rows(server, event_type, key), (
                 event_type.name,
                 key,
             )
@@ -116,13 +115,13 @@ def assert_every_run_succeeded_with_exact_rows(
 @pytest.mark.parametrize("server", [50], indirect=True)
 def test_a_48_hour_backfill_two_runs_at_a_time_fetches_one_code(server: LocalExportServer, tmp_path: Path) -> None:
     started = time.monotonic()
-    status, runs, duckdb_path = run_backfill(server, tmp_path, PARTITION_KEYS)
+    status, runs, lake_dir = run_backfill(server, tmp_path, PARTITION_KEYS)
     print(
         f"48-hour key-pair backfill: {status} in {time.monotonic() - started:.0f} s, "
         f"{server.codes_issued} code(s) fetched, {len(export_calls(server))} export calls"
     )
 
-    assert_every_run_succeeded_with_exact_rows(server, status, runs, duckdb_path, PARTITION_KEYS)
+    assert_every_run_succeeded_with_exact_rows(server, status, runs, lake_dir, PARTITION_KEYS)
     assert server.codes_issued == 1
     assert 401 not in export_calls(server)
 
@@ -139,9 +138,9 @@ def test_a_code_invalidated_mid_backfill_is_replaced_by_one_refresh(server: Loca
             time.sleep(0.1)
         outsiders.append(invalidate_from_outside(server))
 
-    status, runs, duckdb_path = run_backfill(server, tmp_path, partition_keys, invalidate_once_runs_are_under_way)
+    status, runs, lake_dir = run_backfill(server, tmp_path, partition_keys, invalidate_once_runs_are_under_way)
 
-    assert_every_run_succeeded_with_exact_rows(server, status, runs, duckdb_path, partition_keys)
+    assert_every_run_succeeded_with_exact_rows(server, status, runs, lake_dir, partition_keys)
     assert outsiders, "the code was invalidated"
     calls = export_calls(server)
     assert 1 <= calls.count(401) <= 2, "only runs in flight with the old code were refused, once each"

@@ -66,9 +66,18 @@ def secrets_of(server: LocalExportServer) -> list[str]:
 
 
 def everything_a_run_leaves(
-    instance: dg.DagsterInstance, instance_dir: Path, lake_dir: Path, results: list[dg.ExecuteInProcessResult]
+    instance: dg.DagsterInstance,
+    instance_dir: Path,
+    lake_dir: Path,
+    results: list[dg.ExecuteInProcessResult],
+    *,
+    with_catalog: bool = True,
 ) -> str:
-    """All text the runs left: stored events, the instance's files, the lake's tables and files, errors."""
+    """All text the runs left: stored events, the instance's files, the lake's tables and files, errors.
+
+    ``with_catalog=False`` leaves out the catalog's own file (SQLite), for key-pair runs, whose shared auth
+    code is kept there by design (``auth_code_store``); its tables are still read.
+    """
     texts = []
     for result in results:
         texts += [serialize_value(entry) for entry in instance.all_logs(result.run_id)]
@@ -80,7 +89,11 @@ def everything_a_run_leaves(
             texts.append(repr(conn.execute(f"SELECT * FROM {table}").fetchall()))
         texts.append(repr(conn.execute("SELECT _source_part, _extra_columns FROM growingio.page").fetchall()))
     # The lake's own files: the catalog and every Parquet file.
-    texts += [path.read_bytes().decode("utf-8", "replace") for path in lake_dir.rglob("*") if path.is_file()]
+    texts += [
+        path.read_bytes().decode("utf-8", "replace")
+        for path in lake_dir.rglob("*")
+        if path.is_file() and (with_catalog or not path.name.startswith("catalog.sqlite"))
+    ]
     return "\n".join(texts)
 
 
