@@ -1,4 +1,4 @@
-"""``ingest.load_partition`` alone, without Dagster: the real export client and server, a real DuckDB file."""
+"""``ingest.load_partition`` alone, without Dagster: the real export client and server, a real lake."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import duckdb
 from growingio_pipeline.event_types import BEIJING, EVENT_TYPES
 from growingio_pipeline.export_api import ExportStatus, ExportStillRunning
 from growingio_pipeline.ingest import ConnectionFactory, PartitionAttempt, PartitionLoad, load_partition
+from growingio_pipeline.lake import LakeSettings, connect_lake
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.warehouse import LoadStatus, column_schema
 from growingio_pipeline_tests.conftest import PROJECT_ROOT, client_for
@@ -28,12 +29,12 @@ from growingio_pipeline_tests.pipeline_harness import (
 PAGE_AND_ACTION = [EVENT_TYPES["page"], EVENT_TYPES["action"]]
 
 
-def connection_factory(path: Path) -> ConnectionFactory:
-    """Plain DuckDB connections to ``path``: load_partition does not care how they are made."""
+def connection_factory(lake_dir: Path) -> ConnectionFactory:
+    """Lake connections made directly (no resource): load_partition does not care how they are made."""
 
     @contextmanager
     def connect() -> Iterator[duckdb.DuckDBPyConnection]:
-        with closing(duckdb.connect(str(path))) as conn:
+        with closing(connect_lake(LakeSettings.in_folder(lake_dir))) as conn:
             yield conn
 
     return connect
@@ -64,7 +65,7 @@ def load(
 
 
 def test_a_finished_partition_loads_each_type_and_returns_what_it_wrote(local_server, tmp_path: Path) -> None:
-    path = tmp_path / "events.duckdb"
+    path = tmp_path / "lake"
 
     result = load(local_server, path)
 
@@ -87,7 +88,7 @@ def test_a_finished_partition_loads_each_type_and_returns_what_it_wrote(local_se
 
 def test_an_export_past_retention_loads_nothing_and_records_not_exists(make_local_server, tmp_path: Path) -> None:
     server = make_local_server()
-    path = tmp_path / "events.duckdb"
+    path = tmp_path / "lake"
     load(server, path)
     before = table_snapshot(path)
     server.clock.advance(timedelta(days=16))
@@ -102,7 +103,7 @@ def test_an_export_past_retention_loads_nothing_and_records_not_exists(make_loca
 
 def test_a_running_export_past_the_deadline_is_returned_as_the_failure(make_local_server, tmp_path: Path) -> None:
     server = make_local_server(running_polls=1000)
-    path = tmp_path / "events.duckdb"
+    path = tmp_path / "lake"
 
     result = load(server, path, running_deadline_s=0.05)
 
@@ -115,7 +116,7 @@ def test_a_part_that_never_downloads_intact_leaves_the_tables_and_records_the_fa
     make_local_server, tmp_path: Path
 ) -> None:
     server = make_local_server()
-    path = tmp_path / "events.duckdb"
+    path = tmp_path / "lake"
     load(server, path)
     before = table_snapshot(path)
     hour = FINISHED_PARTITION[:10]
@@ -133,17 +134,19 @@ def test_a_part_that_never_downloads_intact_leaves_the_tables_and_records_the_fa
 def test_a_write_that_fails_keeps_the_types_written_before_it_and_records_the_failing_one(
     local_server, tmp_path: Path
 ) -> None:
-    path = tmp_path / "events.duckdb"
+    path = tmp_path / "lake"
     action = EVENT_TYPES["action"]
-    columns = ", ".join(f'"{name}" {sql_type}' for name, sql_type in column_schema(action))
-    with closing(duckdb.connect(str(path))) as conn:
+    # A type no exported visitor id converts to: DuckDB itself refuses the action insert (a DuckLake table
+    # takes no CHECK constraint).
+    types = {name: "BIGINT" if name == "visit_user_id" else sql_type for name, sql_type in column_schema(action)}
+    columns = ", ".join(f'"{name}" {sql_type}' for name, sql_type in types.items())
+    with closing(connect_lake(LakeSettings.in_folder(path))) as conn:
         conn.execute("CREATE SCHEMA growingio")
-        # A constraint every exported row breaks: DuckDB itself refuses the action insert.
-        conn.execute(f"CREATE TABLE {action.table_name} ({columns}, CHECK (action_request_id IS NULL))")
+        conn.execute(f"CREATE TABLE {action.table_name} ({columns})")
 
     result = load(local_server, path)
 
-    assert duckdb.ConstraintException in exception_chain(result.failure)
+    assert duckdb.ConversionException in exception_chain(result.failure)
     assert [type_load.staged.event_type.name for type_load in result.loads] == ["page"]
     assert loaded_rows(path, EVENT_TYPES["page"], FINISHED_PARTITION) == expected_rows(
         local_server, EVENT_TYPES["page"], FINISHED_PARTITION
