@@ -21,6 +21,7 @@ import pytest
 
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.lake import LakeSettings, connect_lake
+from growingio_pipeline_tests.conftest import PROJECT_ROOT
 from growingio_pipeline_tests.dagster_processes import (
     dagster_home_on_postgres,
     environment_without_settings,
@@ -96,7 +97,9 @@ def test_two_hosts_load_different_hours_at_once_while_a_third_reads(
         ]
         with subprocess.Popen(
             [*prefixes["reader"], *reader_command],
-            env=environment_without_settings() | lake_env, cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+            # The test modules are not installed: the reader finds them through PYTHONPATH, from its own folder.
+            env=environment_without_settings() | lake_env | {"PYTHONPATH": str(PROJECT_ROOT)},
+            cwd=tmp_path, stdout=subprocess.PIPE, text=True,
         ) as reader:  # fmt: skip
             try:
                 with ThreadPoolExecutor(len(hosts)) as pool:
