@@ -54,13 +54,23 @@ def sweep_abandoned(root: Path) -> list[Path]:
 def staging_directory(root: Path) -> Iterator[Path]:
     """A fresh working directory under ``root`` for this process, removed on exit.
 
-    Directories that killed processes left under ``root`` are removed first.
+    Directories that killed processes left under ``root`` are removed first, and ``root`` itself on exit
+    once no other process works in it.
     """
     root.mkdir(parents=True, exist_ok=True)
     sweep_abandoned(root)
     directory = root / directory_name(os.getpid())
-    directory.mkdir()
+    # parents: another process may have just removed the empty root.
+    directory.mkdir(parents=True)
     try:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        _remove_if_empty(root)
+
+
+def _remove_if_empty(root: Path) -> None:
+    try:
+        root.rmdir()
+    except OSError:
+        pass  # another process's directory is still in it (or it is already gone)
