@@ -41,11 +41,11 @@ class DemoRun:
         return {name: int(rows.replace(",", "")) for name, rows in TABLE_COUNT_LINE.findall(self.stdout)}
 
 
-def run_demo(duckdb_path: Path, dagster_home: Path) -> DemoRun:
+def run_demo(duckdb_path: Path, dagster_home: Path, hours: int = HOURS) -> DemoRun:
     """One run of the demo in its own process group, with ``DAGSTER_HOME`` set as README's UI section says;
     asserts it succeeded and left no process behind."""
     command = [
-        sys.executable, "-m", "growingio_pipeline.demo", "--hours", str(HOURS),
+        sys.executable, "-m", "growingio_pipeline.demo", "--hours", str(hours),
         "--rows-per-hour", str(PAGE_ROWS_PER_HOUR), "--duckdb-path", str(duckdb_path),
     ]  # fmt: skip
     process = subprocess.Popen(
