@@ -1,4 +1,4 @@
-"""The ten event-type tables as one multi-asset: one API call per partition, one asset per type."""
+"""The event-type tables as one multi-asset: one API call per partition, one asset per type."""
 
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -13,16 +13,9 @@ from growingio_pipeline.checks import (
     recorded_status_result,
 )
 from growingio_pipeline.event_types import EVENT_TYPES, EventType
-from growingio_pipeline.export_api import ExportResult, ExportStatus, ExportStillRunning
+from growingio_pipeline.export_api import ExportResult, ExportStillRunning
 from growingio_pipeline.hour_record import read_hour_record
-from growingio_pipeline.ingest import (
-    PartitionAttempt,
-    StagedType,
-    TypeLoad,
-    record_unloaded,
-    stage_event_type,
-    write_staged,
-)
+from growingio_pipeline.ingest import PartitionAttempt, PartitionLoad, TypeLoad, load_partition
 from growingio_pipeline.metadata import (
     LINEAGE_DESCRIPTIONS,
     human_bytes,
@@ -33,7 +26,6 @@ from growingio_pipeline.metadata import (
 )
 from growingio_pipeline.partitions import utc_window
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
-from growingio_pipeline.staging import staging_directory
 from growingio_pipeline.warehouse import LoadStatus, column_schema, ensure_schema
 
 CHECKS_NEED_A_PARTITION = (
@@ -56,7 +48,7 @@ def build_event_assets(export_type: str, partitions_def: dg.PartitionsDefinition
         context: dg.AssetExecutionContext,
         growingio: GrowingIOExportResource,
         warehouse: WarehouseResource,
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
+    ) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult | dg.AssetObservation]:
         if not context.selected_asset_keys:
             yield from _check_only_results(context, warehouse)
             return
@@ -64,68 +56,51 @@ def build_event_assets(export_type: str, partitions_def: dg.PartitionsDefinition
             event_type for event_type in EVENT_TYPES.values() if asset_key(event_type) in context.selected_asset_keys
         ]
         attempt = PartitionAttempt(export_type, context.partition_key)
+        window = utc_window(context.partition_time_window)
         with growingio.open_client() as client:
-            try:
-                export = client.wait_for_export(export_type, context.partition_key)
-            except ExportStillRunning as still_running:
-                yield from _unloaded_hour(
-                    context, warehouse, attempt, event_types, LoadStatus.RUNNING, str(still_running)
-                )
-                raise dg.RetryRequested(
-                    max_retries=growingio.running_max_retries, seconds_to_wait=growingio.running_retry_after_s
-                ) from still_running
-            except Exception as failure:
-                # The ledger records every attempt, also one the API never answered usably.
-                yield from _unloaded_hour(context, warehouse, attempt, event_types, LoadStatus.FAILED, str(failure))
-                raise
-            context.log.info(
-                f"export {context.partition_key}: {export.status.value} "
-                f"(requestTime {request_time_label(export.request_time)})"
-            )
-            if export.status is not ExportStatus.FINISHED:
-                yield from _unloaded_results(context, warehouse, attempt, event_types, export)
-                return
-            with staging_directory(warehouse.staging_root) as workdir:
-                try:
-                    staged = [stage_event_type(client, export, event_type, workdir) for event_type in event_types]
-                except Exception as failure:
-                    yield from _unloaded_hour(
-                        context, warehouse, attempt, event_types, LoadStatus.FAILED, str(failure), export.request_time
-                    )
-                    raise
-                results, failure = _write_partition(context, warehouse, attempt, export, staged)
-                # Dagster stores these events only now, with the file lock released: on a busy instance that
-                # takes seconds, which other runs writing the same DuckDB file would otherwise wait out.
-                yield from results
-                if failure is not None:
-                    unwritten = event_types[len(results) :]
-                    yield from _observations(context, unwritten, LoadStatus.FAILED, str(failure), export.request_time)
-                    raise failure
+            load = load_partition(client, warehouse.connect, warehouse.staging_root, attempt, event_types, window)
+        # Dagster stores these events only now, with the DuckDB file closed: on a busy instance that takes
+        # seconds, which other runs writing the same file would otherwise wait out.
+        yield from _results(context, growingio, warehouse, load, event_types)
 
     return growingio_export
 
 
-def _write_partition(
+def _results(
     context: dg.AssetExecutionContext,
+    growingio: GrowingIOExportResource,
     warehouse: WarehouseResource,
-    attempt: PartitionAttempt,
-    export: ExportResult,
-    staged: Sequence[StagedType],
-) -> tuple[list[dg.MaterializeResult], Exception | None]:
-    """Write each staged type in its own transaction: the results of those written, and the failure
-    that stopped the rest (already in the ledger), if any."""
-    results: list[dg.MaterializeResult] = []
-    window = utc_window(context.partition_time_window)
-    with warehouse.connect() as conn:
-        ensure_schema(conn)
-        for staged_type in staged:
-            try:
-                load = write_staged(conn, staged_type, attempt, window)
-            except Exception as failure:
-                record_unloaded(conn, attempt, [staged_type.event_type], LoadStatus.FAILED, str(failure))
-                return results, failure
-            results.append(_materialize_result(context, conn, export, load))
-    return results, None
+    load: PartitionLoad,
+    event_types: list[EventType],
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult | dg.AssetObservation]:
+    """Materializations, observations and check results of ``load``; then its failure, as Dagster should see it.
+
+    Every selected asset gets an event for the hour: a materialization if its type was written, else an
+    observation naming the status, so the Events tab tells an unloaded hour from one never tried.
+    """
+    export = load.export
+    request_time = export.request_time if export is not None else None
+    if export is not None:
+        context.log.info(
+            f"export {context.partition_key}: {export.status.value} "
+            f"(requestTime {request_time_label(export.request_time)})"
+        )
+        yield from (_materialize_result(context, export, type_load) for type_load in load.loads)
+        if load.unloaded_status is not None:
+            yield from _observations(context, event_types, load.unloaded_status, export.error_msg, request_time)
+            yield from _unloaded_results(context, warehouse, event_types, export)
+            _raise_or_warn(context, export, load.unloaded_status)
+    if load.failure is None:
+        return
+    status = LoadStatus.RUNNING if isinstance(load.failure, ExportStillRunning) else LoadStatus.FAILED
+    # The types written before the failure were materialized; the rest were left as they were.
+    unwritten = event_types[len(load.loads) :]
+    yield from _observations(context, unwritten, status, str(load.failure), request_time)
+    if isinstance(load.failure, ExportStillRunning):
+        raise dg.RetryRequested(
+            max_retries=growingio.running_max_retries, seconds_to_wait=growingio.running_retry_after_s
+        ) from load.failure
+    raise load.failure
 
 
 def _asset_spec(event_type: EventType) -> dg.AssetSpec:
@@ -160,8 +135,8 @@ def _table_schema(event_type: EventType) -> dg.TableSchema:
 
 def _selected(context: dg.AssetExecutionContext, results: Iterable[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
     """Only the check results the run selected (a subset run may leave some checks out)."""
-    selected = context.selected_asset_check_keys
-    return [result for result in results if dg.AssetCheckKey(result.asset_key, result.check_name) in selected]
+    selected = {(key.asset_key, key.name) for key in context.selected_asset_check_keys}
+    return [result for result in results if (result.asset_key, result.check_name) in selected]
 
 
 def _check_only_results(
@@ -193,23 +168,24 @@ def _recorded_check_results(
 def _unloaded_results(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
-    attempt: PartitionAttempt,
     event_types: Sequence[EventType],
     export: ExportResult,
-) -> Iterator[dg.AssetCheckResult | dg.AssetObservation]:
-    """NOT_EXISTS warns and ERROR fails; the tables keep the rows they had, and their checks say so."""
-    status = LoadStatus(export.status.value)
-    yield from _unloaded_hour(context, warehouse, attempt, event_types, status, export.error_msg, export.request_time)
+) -> list[dg.AssetCheckResult]:
+    """NOT_EXISTS warns and ERROR fails; the tables keep the rows they had, and their load checks say so."""
     window = utc_window(context.partition_time_window)
     with warehouse.connect() as conn:
-        records = [read_hour_record(conn, event_type, attempt.partition_key, window) for event_type in event_types]
+        records = [read_hour_record(conn, event_type, context.partition_key, window) for event_type in event_types]
     results = [
         result
-        for event_type, record in zip(event_types, records)
+        for event_type, record in zip(event_types, records, strict=True)
         for result in (export_status_result(event_type, export), *load_check_results(event_type, record.verification))
     ]
-    yield from _selected(context, results)
-    if export.status is ExportStatus.ERROR:
+    return _selected(context, results)
+
+
+def _raise_or_warn(context: dg.AssetExecutionContext, export: ExportResult, status: LoadStatus) -> None:
+    """ERROR fails the run; NOT_EXISTS warns. Either way the tables keep the rows they had."""
+    if status is LoadStatus.ERROR:
         raise dg.Failure(
             description=f"GrowingIO export {context.partition_key} failed on the vendor's side: {export.error_msg}",
             metadata={"error_msg": export.error_msg, "request_time": request_time_label(export.request_time)},
@@ -218,22 +194,6 @@ def _unloaded_results(
         f"export {context.partition_key} does not exist (export not enabled, not produced yet, or past the "
         "15-day retention); the tables were left as they were"
     )
-
-
-def _unloaded_hour(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    attempt: PartitionAttempt,
-    event_types: Sequence[EventType],
-    status: LoadStatus,
-    error_msg: str,
-    request_time: str | None = None,
-) -> Iterator[dg.AssetObservation]:
-    """Record an hour that loaded nothing in the ledger, and on each asset as an observation."""
-    with warehouse.connect() as conn:
-        ensure_schema(conn)
-        record_unloaded(conn, attempt, event_types, status, error_msg)
-    yield from _observations(context, event_types, status, error_msg, request_time)
 
 
 def _observations(
@@ -255,16 +215,15 @@ def _observations(
 
 
 def _materialize_result(
-    context: dg.AssetExecutionContext, conn: duckdb.DuckDBPyConnection, export: ExportResult, load: TypeLoad
-) -> dg.MaterializeResult:
+    context: dg.AssetExecutionContext, export: ExportResult, load: TypeLoad
+) -> dg.MaterializeResult[None]:
     event_type = load.staged.event_type
     summary = load.summary
-    [(table_rows,)] = conn.execute(f"SELECT count(*) FROM {event_type.table_name}").fetchall()
     return dg.MaterializeResult(
         asset_key=asset_key(event_type),
         metadata={
             # The UI shows dagster/row_count as the table's "Row count": the whole table, not this hour.
-            "dagster/row_count": table_rows,
+            "dagster/row_count": load.table_rows,
             "dagster/partition_row_count": load.verification.rows_in_table,
             "dagster/table_name": event_type.table_name,
             "dagster/column_schema": _table_schema(event_type),
@@ -277,7 +236,7 @@ def _materialize_result(
             "missing_columns": ", ".join(summary.missing_columns) or "none",
             "sources": "\n".join(part.source for part in load.staged.parts) or "none (no data this hour)",
             "request_time": request_time_label(export.request_time),
-            "preview": dg.MetadataValue.md(preview_markdown(conn, event_type, context.partition_key)),
+            "preview": dg.MetadataValue.md(preview_markdown(event_type, load.preview)),
         },
         check_results=_selected(
             context,

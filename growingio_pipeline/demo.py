@@ -19,8 +19,9 @@ import dagster as dg
 import duckdb
 
 from growingio_pipeline.definitions import build_definitions
+from growingio_pipeline.event_types import BEIJING
 from growingio_pipeline.local_server import LocalExportServer
-from growingio_pipeline.partitions import BEIJING, KEY_FORMATS
+from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline.resources import DEFAULT_DUCKDB_PATH
 from growingio_pipeline.warehouse import table_row_counts
 
@@ -88,16 +89,21 @@ def _materialize(partition_keys: list[str]) -> None:
         for number, partition_key in enumerate(partition_keys, start=1):
             started = time.monotonic()
             result = job.execute_in_process(partition_key=partition_key, instance=instance, run_config=quiet)
-            rows = sum(
-                int(event.materialization.metadata["dagster/partition_row_count"].value)
-                for event in result.get_asset_materialization_events()
-            )
+            rows = sum(_row_count(event) for event in result.get_asset_materialization_events())
             print(
                 f"[{number:2}/{len(partition_keys)}] partition {partition_key}: "
                 f"{len(result.get_asset_materialization_events())} tables, {rows:,} rows "
                 f"in {time.monotonic() - started:.1f} s",
                 flush=True,
             )
+
+
+def _row_count(event: dg.DagsterEvent) -> int:
+    """The rows this hour loaded (dagster/row_count is the whole table's)."""
+    count = event.materialization.metadata["dagster/partition_row_count"].value
+    if not isinstance(count, int):
+        raise TypeError(f"dagster/partition_row_count should be an integer, got {count!r}")
+    return count
 
 
 def _report(duckdb_path: Path) -> None:

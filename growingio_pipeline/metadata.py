@@ -9,13 +9,11 @@ from __future__ import annotations
 from datetime import datetime, timezone, tzinfo
 
 import dagster as dg
-import duckdb
 
 from growingio_pipeline.event_types import BEIJING, EventType
-from growingio_pipeline.export_api import redact_text
 from growingio_pipeline.parsing import EXTRA_COLUMNS, UNPARSED_MAPS
+from growingio_pipeline.redaction import redact_text
 
-PREVIEW_ROWS = 5
 PREVIEW_CELL_CHARS = 40
 _BYTE_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
 
@@ -79,15 +77,11 @@ def unloaded_observation(
     )
 
 
-def preview_markdown(conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str) -> str:
-    """The first rows of the partition as a Markdown table: times in Beijing time, long values shortened."""
-    columns = event_type.column_names
-    rows = conn.execute(
-        f"SELECT {', '.join(columns)} FROM {event_type.table_name} WHERE _partition_key = ? LIMIT {PREVIEW_ROWS}",
-        [partition_key],
-    ).fetchall()
+def preview_markdown(event_type: EventType, rows: tuple[tuple[object, ...], ...]) -> str:
+    """The partition's first ``rows`` as a Markdown table: times in Beijing time, long values shortened."""
     if not rows:
         return "_no rows_"
+    columns = event_type.column_names
     lines = [
         "Times in Beijing time (UTC+8); the table stores them as UTC instants.",
         "",

@@ -14,7 +14,7 @@ import secrets
 import shutil
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 _DIRECTORY_NAME = re.compile(r"run-(?P<host>[\w.-]+)-(?P<pid>\d+)-[0-9a-f]{8}")
@@ -70,7 +70,6 @@ def staging_directory(root: Path) -> Iterator[Path]:
 
 
 def _remove_if_empty(root: Path) -> None:
-    try:
+    # OSError: another process's directory is still in it (or it is already gone).
+    with suppress(OSError):
         root.rmdir()
-    except OSError:
-        pass  # another process's directory is still in it (or it is already gone)

@@ -1,4 +1,5 @@
-"""The demo command: it reports its progress and tables, gives the same tables when run again, and leaves nothing running."""
+"""The demo command: it reports its progress and tables, gives the same tables when run again, and leaves
+nothing running."""
 
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ import pytest
 from growingio_pipeline.checks import CHECK_KINDS, asset_key
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.resources import STAGING_FOLDER
-from growingio_pipeline_tests.dagster_processes import PROJECT_ROOT, port_is_open, process_group_members
+from growingio_pipeline_tests.conftest import PROJECT_ROOT
+from growingio_pipeline_tests.dagster_processes import port_is_open, process_group_members
 from growingio_pipeline_tests.pipeline_harness import table_snapshot
 
 HOURS = 2
 PAGE_ROWS_PER_HOUR = 100
 DEMO_TIMEOUT_S = 300
-PROGRESS_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] partition (\d{12}): 10 tables, [\d,]+ rows in [\d.]+ s$", re.MULTILINE)
+PROGRESS_LINE = re.compile(
+    rf"^\[\s*(\d+)/(\d+)\] partition (\d{{12}}): {len(EVENT_TYPES)} tables, [\d,]+ rows in [\d.]+ s$", re.MULTILINE
+)
 TABLE_COUNT_LINE = re.compile(r"^  (\w+)\s+([\d,]+)$", re.MULTILINE)
 SERVER_LINE = re.compile(r"local GrowingIO export server at http://127\.0\.0\.1:(\d+)")
 

@@ -22,8 +22,8 @@ from growingio_pipeline.assets import CHECKS_NEED_A_PARTITION
 from growingio_pipeline.checks import CHECK_KINDS
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.partitions import BEIJING, KEY_FORMATS
+from growingio_pipeline_tests.conftest import PROJECT_ROOT
 from growingio_pipeline_tests.dagster_processes import (
-    PROJECT_ROOT,
     DagsterDev,
     log_tail,
     process_group_members,
@@ -251,26 +251,28 @@ def test_the_ui_shows_the_demos_hours_and_every_hours_outcome(tmp_path: Path) ->
             "GROWINGIO_START_DATE": not_exists_hour,
             "GROWINGIO_EXPORT_TYPE": "hour",
         }
-        with running_dagster_dev(dagster_home, env, module=None, cwd=PROJECT_ROOT) as dev:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-                try:
-                    page = _new_page(browser)
-                    with _screenshot_and_log_on_failure(page, dev, screenshots):
-                        page.goto(dev.base_url)
-                        _demo_hours_are_materialized(page, demo_hours)
-                        _execute_all_checks_fails_with_what_to_do(page, dev, screenshots)
-                        _launch_one_partition(page, not_exists_hour, screenshots)
-                        _wait_for_run(dev, not_exists_hour, expected_status="SUCCESS")
-                        _launch_one_partition(page, error_hour, screenshots)
-                        _wait_for_run(dev, error_hour, expected_status="FAILURE")
-                        _hour_shows(
-                            page, demo_hours[-1], ["dagster/partition_row_count"], DOCS / "ui-loaded.png", loaded=True
-                        )
-                        _hour_shows(page, not_exists_hour, ["NOT_EXISTS"], DOCS / "ui-not-exists.png")
-                        _hour_shows(page, error_hour, ["ERROR", ERROR_MSG], DOCS / "ui-error.png")
-                finally:
-                    browser.close()
+        with (
+            running_dagster_dev(dagster_home, env, module=None, cwd=PROJECT_ROOT) as dev,
+            sync_playwright() as playwright,
+        ):
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = _new_page(browser)
+                with _screenshot_and_log_on_failure(page, dev, screenshots):
+                    page.goto(dev.base_url)
+                    _demo_hours_are_materialized(page, demo_hours)
+                    _execute_all_checks_fails_with_what_to_do(page, dev, screenshots)
+                    _launch_one_partition(page, not_exists_hour, screenshots)
+                    _wait_for_run(dev, not_exists_hour, expected_status="SUCCESS")
+                    _launch_one_partition(page, error_hour, screenshots)
+                    _wait_for_run(dev, error_hour, expected_status="FAILURE")
+                    _hour_shows(
+                        page, demo_hours[-1], ["dagster/partition_row_count"], DOCS / "ui-loaded.png", loaded=True
+                    )
+                    _hour_shows(page, not_exists_hour, ["NOT_EXISTS"], DOCS / "ui-not-exists.png")
+                    _hour_shows(page, error_hour, ["ERROR", ERROR_MSG], DOCS / "ui-error.png")
+            finally:
+                browser.close()
 
 
 def _new_page(browser: Browser) -> Page:
