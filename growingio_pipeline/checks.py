@@ -15,6 +15,8 @@ import dagster as dg
 from growingio_pipeline.event_types import EVENT_TYPES, EventType
 from growingio_pipeline.export_api import ExportResult, ExportStatus
 from growingio_pipeline.ingest import PartitionVerification
+from growingio_pipeline.metadata import request_time_label
+from growingio_pipeline.warehouse import LEDGER_TABLE, LoadStatus
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ NO_REJECTS = CheckKind(
     "no_rejected_rows",
     "No row of the export was rejected (see growingio._rejects for the reason and source part).",
 )
+NEVER_TRIED = "No attempt is recorded for this hour: materialize it to load and check it."
 CHECK_KINDS = (EXPORT_STATUS, ROWS_COMPLETE, IN_TIME_WINDOW, NO_REJECTS)
 
 
@@ -67,17 +70,37 @@ def build_check_specs(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetC
 
 def export_status_result(event_type: EventType, export: ExportResult) -> dg.AssetCheckResult:
     """Passes on FINISHED; warns on NOT_EXISTS; fails with the errorMsg on ERROR."""
-    severity = dg.AssetCheckSeverity.WARN if export.status is ExportStatus.NOT_EXISTS else dg.AssetCheckSeverity.ERROR
-    metadata = {"status": export.status.value, "request_time": export.request_time}
-    if export.error_msg:
-        metadata["error_msg"] = export.error_msg
+    return _export_status_check(
+        event_type, export.status.value, export.error_msg, {"request_time": request_time_label(export.request_time)}
+    )
+
+
+def recorded_status_result(
+    event_type: EventType, status: LoadStatus | None, error_msg: str | None
+) -> dg.AssetCheckResult:
+    """The export status as the ledger's latest attempt recorded it: LOADED means the export was FINISHED,
+    NOT_EXISTS warns, anything else (ERROR, FAILED, RUNNING, never tried) fails."""
+    source = {"source": f"latest attempt in {LEDGER_TABLE}"}
+    if status is None:
+        return _export_status_check(event_type, "NEVER_TRIED", NEVER_TRIED, source)
+    recorded = ExportStatus.FINISHED.value if status is LoadStatus.LOADED else status.value
+    return _export_status_check(event_type, recorded, error_msg, source)
+
+
+def _export_status_check(
+    event_type: EventType, status: str, error_msg: str | None, extra_metadata: dict[str, str]
+) -> dg.AssetCheckResult:
+    not_exists = status == ExportStatus.NOT_EXISTS.value
+    metadata = {"status": status, **extra_metadata}
+    if error_msg:
+        metadata["error_msg"] = error_msg
     return dg.AssetCheckResult(
         asset_key=asset_key(event_type),
         check_name=EXPORT_STATUS.name,
-        passed=export.status is ExportStatus.FINISHED,
-        severity=severity,
+        passed=status == ExportStatus.FINISHED.value,
+        severity=dg.AssetCheckSeverity.WARN if not_exists else dg.AssetCheckSeverity.ERROR,
         metadata=metadata,
-        description=export.error_msg or None,
+        description=error_msg or None,
     )
 
 

@@ -2,7 +2,9 @@
 
 Starts the local GrowingIO export server on a free loopback port, runs the Dagster job for the 24 hourly
 partitions of the most recent complete Beijing day, then prints rows per table and an analytic query.
-Running it again gives the same tables: each partition is replaced, never appended.
+Running it again gives the same tables: each partition is replaced, never appended. The runs are recorded
+in the Dagster instance the README's UI section opens (``DAGSTER_HOME``, by default ``dagster_home/``), so
+``dagster dev`` shows the hours materialized with their checks.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from growingio_pipeline.warehouse import table_row_counts
 
 DEMO_TOKEN = "demo-token"
 DEMO_PROJECT_ID = "9b0d1f56d5baff1a"
+DEFAULT_DAGSTER_HOME = "dagster_home"
+"""The project's instance folder, relative to the repository root where scripts/demo.sh runs."""
 
 PAGE_VIEWS_BY_PLATFORM_AND_HOUR = """
 SELECT strftime(p.send_time AT TIME ZONE 'Asia/Shanghai', '%Y-%m-%d %H:00') AS beijing_hour,
@@ -54,6 +58,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--rows-per-hour", type=int, default=2000, help="page rows per hour")
     parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument(
+        "--dagster-home",
+        default=os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME,
+        help="the Dagster instance that records the runs (default: $DAGSTER_HOME, else dagster_home/)",
+    )
     args = parser.parse_args(argv)
 
     lake = LakeSettings.in_folder(args.lake_dir)
@@ -68,16 +77,24 @@ def main(argv: list[str] | None = None) -> None:
             GROWINGIO_LAKE_CATALOG=lake.catalog,
             GROWINGIO_LAKE_DATA_PATH=lake.data_path,
             GROWINGIO_START_DATE=partition_keys[0],
+            DAGSTER_HOME=str(Path(args.dagster_home).resolve()),
         )
         os.environ.pop("GROWINGIO_DUCKDB_PATH", None)  # the demo has its own lake: no warning about the old file
         _materialize(partition_keys)
     _report(lake)
+    print(
+        f"\nthe runs are recorded in the Dagster instance at {os.environ['DAGSTER_HOME']}: to see them, run\n"
+        f"  DAGSTER_HOME={os.environ['DAGSTER_HOME']} GROWINGIO_LAKE_CATALOG={lake.catalog} "
+        f"GROWINGIO_LAKE_DATA_PATH={lake.data_path} .venv/bin/dagster dev"
+    )
 
 
 def _materialize(partition_keys: list[str]) -> None:
     job = build_definitions("hour", partition_keys[0]).resolve_job_def("growingio_export_job")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    with dg.DagsterInstance.ephemeral() as instance:
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    # The instance `dagster dev` opens from the same DAGSTER_HOME: the UI then shows these runs and hours.
+    with dg.DagsterInstance.get() as instance:
         for number, partition_key in enumerate(partition_keys, start=1):
             started = time.monotonic()
             result = job.execute_in_process(partition_key=partition_key, instance=instance, run_config=quiet)
@@ -91,9 +108,10 @@ def _materialize(partition_keys: list[str]) -> None:
 
 
 def _row_count(event: dg.DagsterEvent) -> int:
-    count = event.materialization.metadata["dagster/row_count"].value
+    """The rows this hour loaded (dagster/row_count is the whole table's)."""
+    count = event.materialization.metadata["dagster/partition_row_count"].value
     if not isinstance(count, int):
-        raise TypeError(f"dagster/row_count should be an integer, got {count!r}")
+        raise TypeError(f"dagster/partition_row_count should be an integer, got {count!r}")
     return count
 
 

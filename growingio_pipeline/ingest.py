@@ -70,6 +70,8 @@ class TypeLoad:
     staged: StagedType
     summary: LoadSummary
     verification: PartitionVerification
+    table_rows: int
+    """Rows in the whole table after the commit, every partition together."""
     preview: tuple[tuple[object, ...], ...] = ()
     """The partition's first rows (documented columns), read after the commit."""
 
@@ -168,8 +170,9 @@ def write_staged(
     summary = replace_partition(conn, staged.event_type, attempt.partition_key, staged.parts)
     verification = verify_partition(conn, staged.event_type, attempt.partition_key, window, summary)
     record_attempt(conn, LoadAttempt.loaded(summary, export_type=attempt.export_type, started_at=staged.started_at))
+    [(table_rows,)] = conn.execute(f"SELECT count(*) FROM {staged.event_type.table_name}").fetchall()
     preview = _preview_rows(conn, staged.event_type, attempt.partition_key)
-    return TypeLoad(staged=staged, summary=summary, verification=verification, preview=preview)
+    return TypeLoad(staged=staged, summary=summary, verification=verification, table_rows=table_rows, preview=preview)
 
 
 def _preview_rows(
@@ -191,18 +194,26 @@ def verify_partition(
     summary: LoadSummary,
 ) -> PartitionVerification:
     """Count the partition's rows in the table, and those whose bucketing time is outside ``window``."""
-    bucket = event_type.bucket_column_name
-    [(rows_in_table, rows_outside)] = conn.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE {bucket} < ? OR {bucket} >= ?) "
-        f"FROM {event_type.table_name} WHERE _partition_key = ?",
-        [window[0], window[1], partition_key],
-    ).fetchall()
+    rows_in_table, rows_outside = count_partition_rows(conn, event_type, partition_key, window)
     return PartitionVerification(
         rows_read=summary.rows_read,
         rows_in_table=rows_in_table,
         rows_rejected=summary.rows_rejected,
         rows_outside_window=rows_outside,
     )
+
+
+def count_partition_rows(
+    conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str, window: tuple[datetime, datetime]
+) -> tuple[int, int]:
+    """The partition's rows in the table, and how many of them have a bucketing time outside ``window``."""
+    bucket = event_type.bucket_column_name
+    [(rows_in_table, rows_outside)] = conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {bucket} < ? OR {bucket} >= ?) "
+        f"FROM {event_type.table_name} WHERE _partition_key = ?",
+        [window[0], window[1], partition_key],
+    ).fetchall()
+    return rows_in_table, rows_outside
 
 
 def record_unloaded(

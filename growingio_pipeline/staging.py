@@ -14,7 +14,7 @@ import secrets
 import shutil
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 _DIRECTORY_NAME = re.compile(r"run-(?P<host>[\w.-]+)-(?P<pid>\d+)-[0-9a-f]{8}")
@@ -54,13 +54,22 @@ def sweep_abandoned(root: Path) -> list[Path]:
 def staging_directory(root: Path) -> Iterator[Path]:
     """A fresh working directory under ``root`` for this process, removed on exit.
 
-    Directories that killed processes left under ``root`` are removed first.
+    Directories that killed processes left under ``root`` are removed first, and ``root`` itself on exit
+    once no other process works in it.
     """
     root.mkdir(parents=True, exist_ok=True)
     sweep_abandoned(root)
     directory = root / directory_name(os.getpid())
-    directory.mkdir()
+    # parents: another process may have just removed the empty root.
+    directory.mkdir(parents=True)
     try:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        _remove_if_empty(root)
+
+
+def _remove_if_empty(root: Path) -> None:
+    # OSError: another process's directory is still in it (or it is already gone).
+    with suppress(OSError):
+        root.rmdir()

@@ -57,7 +57,9 @@ def test_all_checks_pass_and_metadata_describes_the_load(local_server, lake_dir)
         if event.asset_key.path[-1] == "page"
     )
     metadata = page.metadata
-    assert metadata["dagster/row_count"].value == len(local_server.ground_truth("page", FINISHED_PARTITION[:10]))
+    hour_rows = len(local_server.ground_truth("page", FINISHED_PARTITION[:10]))
+    assert metadata["dagster/partition_row_count"].value == hour_rows
+    assert metadata["dagster/row_count"].value == hour_rows, "the whole table: this one hour so far"
     assert metadata["dagster/table_name"].value == "growingio.page"
     assert [c.name for c in metadata["dagster/column_schema"].schema.columns][:3] == [
         "visit_user_id",
@@ -69,8 +71,8 @@ def test_all_checks_pass_and_metadata_describes_the_load(local_server, lake_dir)
     sources = metadata["sources"].value.split("\n")
     assert len(sources) == len(parts)
     assert all(source.startswith("/exports/") and source.endswith(".csv.gz") for source in sources), "no host, no query"
-    assert metadata["request_time"].value == LOCAL_SERVER_NOW.strftime("%Y-%m-%d %H:%M")
-    assert metadata["preview"].value.startswith("| visit_user_id |")
+    assert metadata["request_time"].value == LOCAL_SERVER_NOW.strftime("%Y-%m-%d %H:%M") + " Beijing (UTC+8)"
+    assert "\n| visit_user_id |" in metadata["preview"].value
 
 
 def test_rematerializing_a_partition_leaves_exactly_the_same_rows(local_server, lake_dir):
@@ -117,8 +119,10 @@ def test_not_exists_warns_and_leaves_duckdb_untouched(make_local_server, lake_di
     assert result.success
     assert not result.get_asset_materialization_events()
     evaluations = result.get_asset_check_evaluations()
-    assert {e.check_name for e in evaluations} == {EXPORT_STATUS.name}
-    assert all(not e.passed and e.severity == dg.AssetCheckSeverity.WARN for e in evaluations)
+    assert len(evaluations) == 4 * len(EVENT_TYPES), "every check evaluated, against the rows the tables kept"
+    status_checks = [e for e in evaluations if e.check_name == EXPORT_STATUS.name]
+    assert all(not e.passed and e.severity == dg.AssetCheckSeverity.WARN for e in status_checks)
+    assert all(e.passed for e in evaluations if e.check_name != EXPORT_STATUS.name)
     assert table_snapshot(lake_dir) == before
     assert {row["status"] for row in ledger(lake_dir)} == {"LOADED", "NOT_EXISTS"}
 
@@ -132,7 +136,7 @@ def test_error_fails_the_run_with_the_error_message_and_keeps_rows(make_local_se
     result = materialize_partition(failing, lake_dir, raise_on_error=False)
 
     assert not result.success
-    evaluations = result.get_asset_check_evaluations()
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == EXPORT_STATUS.name]
     assert len(evaluations) == len(EVENT_TYPES)
     assert all(not e.passed and e.severity == dg.AssetCheckSeverity.ERROR for e in evaluations)
     assert all(e.metadata["error_msg"].value == "export job crashed: disk full" for e in evaluations)
@@ -148,8 +152,8 @@ def test_running_past_the_deadline_asks_dagster_to_retry_not_a_check(make_local_
     assert not result.success
     assert not result.get_asset_check_evaluations()
     step_events = [event.event_type_value for event in result.all_events if event.is_step_event]
-    # running_max_retries is 0 here: Dagster has no retry left, so the step fails at once.
-    assert step_events == ["STEP_START", "STEP_FAILURE"]
+    # Each asset observes the RUNNING hour; running_max_retries is 0 here, so the step then fails at once.
+    assert step_events == ["STEP_START", *["ASSET_OBSERVATION"] * len(EVENT_TYPES), "STEP_FAILURE"]
     assert "still RUNNING" in step_failure_message(result)
     assert {row["status"] for row in ledger(lake_dir)} == {"RUNNING"}
 

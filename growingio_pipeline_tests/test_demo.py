@@ -3,15 +3,21 @@ nothing running."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from growingio_pipeline.checks import CHECK_KINDS, asset_key
 from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline.resources import STAGING_FOLDER
+from growingio_pipeline_tests.conftest import PROJECT_ROOT
 from growingio_pipeline_tests.dagster_processes import port_is_open, process_group_members
 from growingio_pipeline_tests.pipeline_harness import table_snapshot
 
@@ -39,14 +45,20 @@ class DemoRun:
         return {name: int(rows.replace(",", "")) for name, rows in TABLE_COUNT_LINE.findall(self.stdout)}
 
 
-def run_demo(lake_dir: Path) -> DemoRun:
-    """One run of the demo in its own process group; asserts it succeeded and left no process behind."""
+def run_demo(lake_dir: Path, dagster_home: Path, hours: int = HOURS) -> DemoRun:
+    """One run of the demo in its own process group, with ``DAGSTER_HOME`` set as README's UI section says;
+    asserts it succeeded and left no process behind."""
     command = [
-        sys.executable, "-m", "growingio_pipeline.demo", "--hours", str(HOURS),
+        sys.executable, "-m", "growingio_pipeline.demo", "--hours", str(hours),
         "--rows-per-hour", str(PAGE_ROWS_PER_HOUR), "--lake-dir", str(lake_dir),
     ]  # fmt: skip
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
     )
     try:
         stdout, stderr = process.communicate(timeout=DEMO_TIMEOUT_S)
@@ -69,15 +81,20 @@ class TwoDemoRuns:
     tables_after_first: dict[str, list[tuple]]
     second: DemoRun
     tables_after_second: dict[str, list[tuple]]
+    dagster_home: Path
+    lake_dir: Path
 
 
 @pytest.fixture(scope="module")
 def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> TwoDemoRuns:
-    lake_dir = tmp_path_factory.mktemp("demo") / "lake"
-    first = run_demo(lake_dir)
+    demo_dir = tmp_path_factory.mktemp("demo")
+    lake_dir, dagster_home = demo_dir / "lake", demo_dir / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
+    first = run_demo(lake_dir, dagster_home)
     tables_after_first = table_snapshot(lake_dir)
-    second = run_demo(lake_dir)
-    return TwoDemoRuns(first, tables_after_first, second, table_snapshot(lake_dir))
+    second = run_demo(lake_dir, dagster_home)
+    return TwoDemoRuns(first, tables_after_first, second, table_snapshot(lake_dir), dagster_home, lake_dir)
 
 
 def test_the_demo_prints_progress_per_partition_and_rows_per_table(demo_runs: TwoDemoRuns) -> None:
@@ -101,3 +118,21 @@ def test_running_the_demo_again_gives_the_same_tables(demo_runs: TwoDemoRuns) ->
 def test_the_demo_stops_its_export_server(demo_runs: TwoDemoRuns) -> None:
     assert not port_is_open(demo_runs.first.server_port)
     assert not port_is_open(demo_runs.second.server_port)
+
+
+def test_the_demo_records_its_hours_in_the_instance_of_dagster_home(demo_runs: TwoDemoRuns) -> None:
+    partitions = set(demo_runs.first.partitions())
+    with dg.DagsterInstance.from_config(str(demo_runs.dagster_home)) as instance:
+        assert len(instance.get_runs()) == 2 * HOURS
+        for event_type in EVENT_TYPES.values():
+            assert instance.get_materialized_partitions(asset_key(event_type)) == partitions, event_type.name
+        checks = [dg.AssetCheckKey(asset_key(EVENT_TYPES["page"]), kind.name) for kind in CHECK_KINDS]
+        for check in checks:
+            records = instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
+            assert {record.partition for record in records} == partitions, check.name
+            assert all(record.status.value == "SUCCEEDED" for record in records), check.name
+    assert f"DAGSTER_HOME={demo_runs.dagster_home}" in demo_runs.first.stdout
+
+
+def test_the_demo_leaves_no_staging_folder(demo_runs: TwoDemoRuns) -> None:
+    assert not (demo_runs.lake_dir / STAGING_FOLDER).exists()

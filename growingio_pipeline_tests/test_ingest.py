@@ -77,13 +77,14 @@ def test_a_finished_partition_loads_each_type_and_returns_what_it_wrote(local_se
         expected = expected_rows(local_server, event_type, FINISHED_PARTITION)
         assert loaded_rows(path, event_type, FINISHED_PARTITION) == expected
         assert type_load.verification.rows_in_table == type_load.summary.rows_loaded == len(expected)
+        assert type_load.table_rows == len(expected), "the whole table holds this one partition"
         assert type_load.verification.rows_outside_window == 0
         assert len(type_load.preview) == 5 and len(type_load.preview[0]) == len(event_type.columns)
     assert sorted((row["event_type"], row["status"]) for row in ledger(path)) == [
         ("action", "LOADED"),
         ("page", "LOADED"),
     ]
-    assert list((tmp_path / "staging").iterdir()) == [], "the staging folder is removed"
+    assert not (tmp_path / "staging").exists(), "the run's folder is removed, and the emptied staging root"
 
 
 def test_an_export_past_retention_loads_nothing_and_records_not_exists(make_local_server, tmp_path: Path) -> None:

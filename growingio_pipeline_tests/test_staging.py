@@ -63,3 +63,21 @@ def test_sweep_reports_what_it_removed(tmp_path: Path) -> None:
 
     assert sorted(sweep_abandoned(tmp_path)) == sorted(abandoned)
     assert sweep_abandoned(tmp_path) == []
+
+
+def test_the_root_is_removed_once_empty_and_kept_while_another_process_works_in_it(tmp_path: Path) -> None:
+    root = tmp_path / ".growingio-staging"
+    with staging_directory(root):
+        pass
+    assert not root.exists(), "no empty staging folder is left behind"
+
+    with staging_directory(root) as outer, staging_directory(root) as inner:
+        pass
+    assert not root.exists()
+    assert not outer.exists() and not inner.exists()
+
+    other = root / directory_name(os.getpid())  # a live process's directory (this one's)
+    other.mkdir(parents=True)
+    with staging_directory(root):
+        pass
+    assert other.is_dir(), "a directory in use keeps the root"

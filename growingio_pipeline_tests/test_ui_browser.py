@@ -17,6 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
+from growingio_pipeline.assets import CHECKS_NEED_A_PARTITION
 from growingio_pipeline.checks import CHECK_KINDS
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.partitions import BEIJING, KEY_FORMATS
@@ -29,6 +30,7 @@ from growingio_pipeline_tests.dagster_processes import (
     running_local_server_command,
 )
 from growingio_pipeline_tests.pipeline_harness import lake_environment, read_lake
+from growingio_pipeline_tests.test_demo import run_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -150,8 +152,10 @@ def _checks_are_listed(page: Page, screenshots: Path) -> None:
 def _launch_one_partition(page: Page, partition: str, screenshots: Path) -> None:
     page.get_by_role("link", name="Catalog").click()
     expect(page.locator('a[href^="/assets/growingio/"]')).to_have_count(len(EVENT_TYPES))
-    # The checkbox input is hidden behind its styled label; the header's selects every row.
-    page.locator("label").filter(has=page.get_by_role("checkbox")).first.click()
+    # The checkbox input is hidden behind its styled label; the header's selects every row. The catalog keeps
+    # a selection made before, and a second click would clear it.
+    if not page.get_by_role("checkbox").first.is_checked():
+        page.locator("label").filter(has=page.get_by_role("checkbox")).first.click()
     page.get_by_role("button", name="Materialize selected").click()
     dialog = page.get_by_role("dialog").filter(has_text=f"Launch runs to materialize {len(EVENT_TYPES)} assets")
     partitions_box = dialog.get_by_placeholder("ex:")
@@ -163,7 +167,7 @@ def _launch_one_partition(page: Page, partition: str, screenshots: Path) -> None
     expect(dialog).to_be_hidden()
 
 
-def _wait_for_run(dev: DagsterDev, partition: str) -> str:
+def _wait_for_run(dev: DagsterDev, partition: str, expected_status: str = "SUCCESS") -> str:
     """The run's id once it is done (GraphQL says when to look; the UI is what the test asserts on)."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     runs: list[dict] = []
@@ -171,7 +175,7 @@ def _wait_for_run(dev: DagsterDev, partition: str) -> str:
         response = httpx.post(dev.graphql_url, json={"query": RUNS_QUERY, "variables": {"partition": partition}})
         runs = response.json()["data"]["runsOrError"]["results"]
         if len(runs) == 1 and runs[0]["status"] in RUN_STATUSES_DONE:
-            assert runs[0]["status"] == "SUCCESS", f"the run of partition {partition} ended {runs[0]['status']}"
+            assert runs[0]["status"] == expected_status, f"the run of partition {partition} ended {runs[0]['status']}"
             return runs[0]["runId"]
         time.sleep(1.0)
     raise AssertionError(f"the run of partition {partition} was not done within {RUN_TIMEOUT_S:.0f} s: {runs}")
@@ -203,3 +207,144 @@ def _screenshot_and_log_on_failure(page: Page, dev: DagsterDev, screenshots: Pat
         page.screenshot(path=screenshots / "failure.png")
         print(f"failed at {page.url}; dagster dev's log ends with:\n{log_tail(dev.log_path)}")
         raise
+
+
+ALL_RUNS_QUERY = """
+query AllRuns {
+  runsOrError { ... on Runs { results { runId status tags { key value } } } ... on PythonError { message } }
+}
+"""
+DEMO_HOURS = 2
+ERROR_MSG = "export job crashed: disk full"
+DOCS = PROJECT_ROOT / "docs"
+
+
+@pytest.mark.browser
+def test_the_ui_shows_the_demos_hours_and_every_hours_outcome(tmp_path: Path) -> None:
+    """From the demo's state: its hours show materialized, Execute all on the Checks tab fails with what to
+    do, and a NOT_EXISTS hour and an ERROR hour each show as such. Saves README's screenshots in docs/."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"the UI test needs Debian's chromium at {CHROMIUM}")
+    lake_dir, dagster_home = tmp_path / "lake", tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
+    demo_hours = run_demo(lake_dir, dagster_home, hours=DEMO_HOURS).partitions()
+    day = datetime.strptime(demo_hours[0], KEY_FORMATS["hour"])
+    error_hour = (day + timedelta(hours=3)).strftime(KEY_FORMATS["hour"])
+    # Past the export server's 15-day retention (real clock): NOT_EXISTS, and the partition set's first hour.
+    not_exists_hour = (day - timedelta(days=16)).strftime(KEY_FORMATS["hour"])
+    screenshots = tmp_path / "screenshots"
+    screenshots.mkdir()
+    print(f"screenshots in {screenshots}")
+
+    with running_local_server_command(
+        token=TOKEN,
+        project_id=PROJECT_ID,
+        rows_per_hour=PAGE_ROWS_PER_HOUR,
+        extra_args=["--error-hour", f"{error_hour[:10]}={ERROR_MSG}"],
+    ) as server:
+        env = {
+            "GROWINGIO_BASE_URL": server.base_url,
+            "GROWINGIO_TOKEN": TOKEN,
+            "GROWINGIO_PROJECT_ID": PROJECT_ID,
+            **lake_environment(lake_dir),
+            "GROWINGIO_START_DATE": not_exists_hour,
+            "GROWINGIO_EXPORT_TYPE": "hour",
+        }
+        with (
+            running_dagster_dev(dagster_home, env, module=None, cwd=PROJECT_ROOT) as dev,
+            sync_playwright() as playwright,
+        ):
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = _new_page(browser)
+                with _screenshot_and_log_on_failure(page, dev, screenshots):
+                    page.goto(dev.base_url)
+                    _demo_hours_are_materialized(page, demo_hours)
+                    _execute_all_checks_fails_with_what_to_do(page, dev, screenshots)
+                    _launch_one_partition(page, not_exists_hour, screenshots)
+                    _wait_for_run(dev, not_exists_hour, expected_status="SUCCESS")
+                    _launch_one_partition(page, error_hour, screenshots)
+                    _wait_for_run(dev, error_hour, expected_status="FAILURE")
+                    _hour_shows(
+                        page, demo_hours[-1], ["dagster/partition_row_count"], DOCS / "ui-loaded.png", loaded=True
+                    )
+                    _hour_shows(page, not_exists_hour, ["NOT_EXISTS"], DOCS / "ui-not-exists.png")
+                    _hour_shows(page, error_hour, ["ERROR", ERROR_MSG], DOCS / "ui-error.png")
+            finally:
+                browser.close()
+
+
+def _new_page(browser: Browser) -> Page:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    page.add_locator_handler(
+        page.get_by_role("dialog").filter(has_text="Join the Dagster community"),
+        lambda dialog: dialog.get_by_role("button", name="Skip").click(),
+    )
+    return page
+
+
+def _open_asset(page: Page, tab: str | None = None) -> None:
+    page.get_by_role("link", name="Catalog").click()
+    page.locator(f'a[href="/assets/growingio/{CHECKED_ASSET}"]').first.click()
+    if tab:
+        page.get_by_role("tab", name=tab).click()
+
+
+def _demo_hours_are_materialized(page: Page, demo_hours: list[str]) -> None:
+    _open_asset(page)
+    expect(page.get_by_text("Latest materialization")).to_be_visible()
+    expect(page.get_by_text(demo_hours[-1], exact=True).first).to_be_visible()
+    _open_asset(page, "Partitions")
+    expect(page.get_by_text(f"Materialized ({len(demo_hours)})").first).to_be_visible()
+
+
+def _execute_all_checks_fails_with_what_to_do(page: Page, dev: DagsterDev, screenshots: Path) -> None:
+    _open_asset(page, "Checks")
+    earlier = {run["runId"] for run in _runs(dev)}
+    page.get_by_role("button", name="Execute all").click()
+    run = _wait_for_new_run(dev, earlier)
+    assert run["status"] == "FAILURE", run
+    assert "dagster/partition" not in run["tags"], "Execute all launches a run without a partition"
+    page.goto(f"{dev.base_url}/runs/{run['runId']}")
+    expect(page.get_by_text(CHECKS_NEED_A_PARTITION).first).to_be_visible()
+    expect(page.get_by_text("DagsterInvariantViolationError")).to_have_count(0)
+    page.screenshot(path=screenshots / "6-execute-all-checks.png")
+
+
+def _runs(dev: DagsterDev) -> list[dict]:
+    """Every run of the instance, with its tags as a dict."""
+    response = httpx.post(dev.graphql_url, json={"query": ALL_RUNS_QUERY})
+    runs = response.json()["data"]["runsOrError"]["results"]
+    return [{**run, "tags": {tag["key"]: tag["value"] for tag in run["tags"]}} for run in runs]
+
+
+def _wait_for_new_run(dev: DagsterDev, earlier: set[str]) -> dict:
+    """The one run not in ``earlier``, once it is done."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    new: list[dict] = []
+    while time.monotonic() < deadline:
+        new = [run for run in _runs(dev) if run["runId"] not in earlier]
+        if len(new) == 1 and new[0]["status"] in RUN_STATUSES_DONE:
+            return new[0]
+        time.sleep(1.0)
+    raise AssertionError(f"no new run was done within {RUN_TIMEOUT_S:.0f} s: {new}")
+
+
+def _hour_shows(page: Page, partition: str, texts: list[str], screenshot: Path, *, loaded: bool = False) -> None:
+    """The hour, picked in the asset's Partitions tab, shows ``texts``: a loaded hour in its materialization,
+    another in its events (the observation), expanded. Saved as ``screenshot``."""
+    _open_asset(page, "Partitions")
+    page.get_by_placeholder("Filter by name").fill(partition)
+    page.get_by_text(partition, exact=True).first.click()
+    scope: Page | Locator = page
+    if not loaded:
+        page.get_by_role("button", name="View all historical events (1)").click()
+        scope = page.get_by_role("dialog")
+        scope.get_by_text(partition, exact=True).last.click()  # expands the event's metadata
+    for text in texts:
+        expect(scope.get_by_text(text).first).to_be_visible()
+    page.screenshot(path=screenshot)
+    page.keyboard.press("Escape")

@@ -28,7 +28,22 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--part-size-bytes", type=int, default=DEFAULT_PART_SIZE_BYTES)
     parser.add_argument("--calls-per-second", type=float, default=2.0)
     parser.add_argument("--retention-days", type=int, default=RETENTION_DAYS)
+    parser.add_argument(
+        "--error-hour",
+        action="append",
+        default=[],
+        type=_error_hour,
+        metavar="YYYYMMDDHH=MESSAGE",
+        help="answer ERROR with MESSAGE as errorMsg for this hour's export (repeatable), to try a failed hour",
+    )
     return parser.parse_args(argv)
+
+
+def _error_hour(text: str) -> tuple[str, str]:
+    export_date, separator, message = text.partition("=")
+    if not separator or not message:
+        raise argparse.ArgumentTypeError(f"expected YYYYMMDDHH=MESSAGE, got {text!r}")
+    return export_date, message
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -47,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         part_size_bytes=arguments.part_size_bytes,
         calls_per_second=arguments.calls_per_second,
         retention_days=arguments.retention_days,
+        error_hours=dict(arguments.error_hour),
     )
     stop_requested = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
