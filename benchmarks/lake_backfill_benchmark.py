@@ -1,0 +1,130 @@
+"""A 15-day backfill into the lake: 360 hourly partitions, two runs at a time, then maintenance and a query.
+
+Usage (from the repository root, with the project's venv)::
+
+    python benchmarks/lake_backfill_benchmark.py                      # 360 hours, 100,000 page rows an hour
+    python benchmarks/lake_backfill_benchmark.py --hours 4 --rows-per-hour 1000
+
+Each partition is a real Dagster run (``dagster.materialize`` of the ten-asset multi-asset) in a fresh
+process, ``--concurrency`` at a time, as the daemon's run queue runs a backfill; the other event types
+have rows in proportion to page's (``generator.ROWS_PER_PAGE``). The local export server generates each
+hour when it is first asked, in this process, so its work shares the machine with the runs. Its retention is
+16 days here so that one frozen clock, two hours after the last hour, still serves the first.
+
+Reported: the backfill's wall time, the largest peak RSS of a run and of this process (the server), the
+lake's files and bytes before and after one maintenance pass (``maintenance.maintain`` with a snapshot age
+of 0, so every file a replaced or merged partition left is deleted), and the median of three runs of one
+day's sessions-per-platform query through ``query.connect()``. Every table is checked against the
+generator's row counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+
+from backfill_benchmark import DAY, lake_settings, partition_keys
+from backfill_concurrency_benchmark import expected_rows, launch, loaded_rows
+from results import add_json_option, write_json
+
+from growingio_pipeline.event_types import RETENTION_DAYS
+from growingio_pipeline.lake import connect_lake
+from growingio_pipeline.local_server import FrozenClock, LocalExportServer
+from growingio_pipeline.maintenance import maintain
+from growingio_pipeline.query import connect
+
+SESSIONS_PER_PLATFORM = """
+SELECT platform, count(DISTINCT (visit_user_id, session_id)) AS sessions, count(*) AS page_views
+FROM growingio.page WHERE _partition_key BETWEEN ? AND ? GROUP BY platform ORDER BY sessions DESC"""
+"""One Beijing day's sessions and page views per platform (the day's 24 partition keys)."""
+
+
+def _peak_rss_mib(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def query_seconds(lake_dir: Path, first_key: str, last_key: str) -> tuple[float, list[tuple[object, ...]]]:
+    """The median time of three runs of the sessions-per-platform query for one day, and its result."""
+    times = []
+    with connect(lake_settings(lake_dir)) as conn:
+        for _ in range(3):
+            started = time.perf_counter()
+            rows = conn.execute(SESSIONS_PER_PLATFORM, [first_key, last_key]).fetchall()
+            times.append(time.perf_counter() - started)
+    return statistics.median(times), rows
+
+
+def main() -> int:
+    """Run the backfill, maintenance and the query; print and check the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=int, default=15 * 24, help="hourly partitions from 2026-11-28 00:00 Beijing")
+    parser.add_argument("--rows-per-hour", type=int, default=100_000, help="page rows per hour (other types scale)")
+    parser.add_argument("--concurrency", type=int, default=2, help="runs at a time (the instance's run queue)")
+    parser.add_argument("--workdir", type=Path, help="keep the lake here (default: a temporary folder)")
+    add_json_option(parser)
+    args = parser.parse_args()
+    keys = partition_keys(args.hours)
+    clock = FrozenClock(DAY + timedelta(hours=args.hours + 2))
+    server = LocalExportServer(
+        rows_per_hour=args.rows_per_hour, clock=clock, retention_days=RETENTION_DAYS + 1, cache_bytes=2 * 1024**3
+    )
+    with server, tempfile.TemporaryDirectory(prefix="growingio-lake-backfill-") as temporary:
+        lake_dir = args.workdir or Path(temporary)
+        lake_dir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+            for done, _ in enumerate(pool.map(lambda key: launch(server, lake_dir, key), keys), start=1):
+                if done % 24 == 0:
+                    print(f"  {done} hours in {time.perf_counter() - started:.0f} s", flush=True)
+        wall = time.perf_counter() - started
+        rows_match = loaded_rows(lake_dir) == expected_rows(keys, args.rows_per_hour)
+        with connect_lake(lake_settings(lake_dir)) as conn:
+            started = time.perf_counter()
+            maintenance = maintain(conn, snapshot_age=timedelta(0))
+            maintenance_s = time.perf_counter() - started
+        day = keys[:24]
+        query_s, sessions = query_seconds(lake_dir, day[0], day[-1])
+    rows = sum(expected_rows(keys, args.rows_per_hour).values())
+    figures = {
+        "hours": len(keys),
+        "rows": rows,
+        "wall_s": wall,
+        "rows_per_s": rows / wall,
+        "peak_run_rss_mib": _peak_rss_mib(resource.RUSAGE_CHILDREN),
+        "peak_server_rss_mib": _peak_rss_mib(resource.RUSAGE_SELF),
+        "files_before": asdict(maintenance.before),
+        "files_after": asdict(maintenance.after),
+        "maintenance_s": maintenance_s,
+        "day_query_s": query_s,
+        "rows_as_generated": rows_match,
+    }
+    print(
+        f"{len(keys)} hours, {rows:,} rows, {args.concurrency} runs at a time: {wall:.0f} s ({rows / wall:,.0f} rows/s)"
+    )
+    print(
+        f"peak RSS: largest run {figures['peak_run_rss_mib']:,.0f} MiB, "
+        f"this process (the export server) {figures['peak_server_rss_mib']:,.0f} MiB"
+    )
+    for moment, files in (("before", maintenance.before), ("after", maintenance.after)):
+        print(
+            f"lake files {moment} maintenance: {files.stored_files:,} stored "
+            f"({files.stored_bytes / 1024**2:,.0f} MiB), "
+            f"{files.live_files:,} live ({files.live_bytes / 1024**2:,.0f} MiB)"
+        )
+    print(f"maintenance took {maintenance_s:.1f} s and expired {maintenance.snapshots_expired:,} snapshots")
+    print(f"one day's sessions per platform: {query_s * 1000:.0f} ms (median of 3); {sessions}")
+    print(f"every table holds exactly the generator's rows: {rows_match}")
+    write_json(args.json, figures)
+    return 0 if rows_match else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
