@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -101,10 +102,14 @@ def launch(server: LocalExportServer, database: Path, key: str) -> dict[str, flo
 
 
 def poll_queries(lake_dir: str, stop_file: str) -> dict[str, object]:
-    """In a child process: connect, query and disconnect every 0.25 s until ``stop_file`` exists."""
+    """In a child process: connect, query and disconnect every 0.25 s until ``stop_file`` exists.
+
+    It also stops when the benchmark that started it is gone (killed, timed out), so it never polls on alone.
+    """
     times: list[float] = []
     errors: list[str] = []
-    while not Path(stop_file).exists():
+    parent = os.getppid()
+    while not Path(stop_file).exists() and os.getppid() == parent:
         started = time.perf_counter()
         try:
             with connect(lake_settings(lake_dir)) as conn:

@@ -84,15 +84,33 @@ def test_backfill_concurrency_benchmark_loads_exactly_the_generated_rows_at_each
         "backfill_concurrency_benchmark.py",
         tmp_path,
         "--partitions",
-        "3",
+        "2",
         "--rows-per-hour",
         "300",
         "--concurrency",
         "1",
         "2",
+        "--analyst",
     )
 
     assert figures["rows_as_generated"] == {"1": True, "2": True}
-    assert figures["partitions_run"] == {"1": 3, "2": 3}
-    hours = [f"20261128{hour:02d}" for hour in range(3)]
+    assert figures["partitions_run"] == {"1": 2, "2": 2}
+    assert figures["failed_queries"] == {"1": 0, "2": 0}
+    assert min(figures["queries"].values()) > 0
+    hours = [f"20261128{hour:02d}" for hour in range(2)]
     assert figures["expected_rows"] == sum(row_count(name, hour, 300) for name in EVENT_TYPES for hour in hours)
+
+
+def test_lake_backfill_benchmark_loads_every_hour_and_maintenance_leaves_fewer_files(tmp_path: Path) -> None:
+    figures = run_benchmark("lake_backfill_benchmark.py", tmp_path, "--hours", "2", "--rows-per-hour", "300")
+
+    assert figures["rows_as_generated"] is True
+    assert figures["hours"] == 2
+    assert figures["rows"] == sum(
+        row_count(name, f"20261128{hour:02d}", 300) for name in EVENT_TYPES for hour in (0, 1)
+    )
+    # Each hour of each type was written in its own file; merging adjacent files leaves fewer, and deletes none
+    # that the current snapshot reads.
+    assert figures["files_after"]["live_files"] < figures["files_before"]["live_files"]
+    assert figures["files_after"]["awaiting_deletion"] == 0
+    assert figures["day_query_s"] > 0
