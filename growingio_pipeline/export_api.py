@@ -171,7 +171,8 @@ class ClientSettings:
     for 5 minutes by default, then its caller retries later.
 
     Authentication: ``token`` when given; else key-pair mode, which needs ``client_id``, ``private_key``
-    and ``project_uid`` and shares one auth code through the store in ``lake_catalog``.
+    and ``project_uid`` and shares one auth code through the store in ``lake_catalog`` (with
+    ``lake_catalog_password`` when that is a PostgreSQL database).
     """
 
     token: str | None = field(
@@ -191,7 +192,13 @@ class ClientSettings:
         None, "Key-pair mode: the project UID (the value after `projects/` in GrowingIO's URLs)."
     )
     lake_catalog: str = _setting(
-        DEFAULT_CATALOG, "Key-pair mode: the lake catalog (SQLite file) where every run finds the shared auth code."
+        DEFAULT_CATALOG,
+        "Key-pair mode: the lake catalog (SQLite file or `postgres:...`) where every run finds the shared auth code.",
+    )
+    lake_catalog_password: str | None = field(
+        default=None,
+        repr=False,
+        metadata={DOC: "Key-pair mode with a PostgreSQL lake catalog: its password (the lake's own setting)."},
     )
     calls_per_second: float = _setting(2.0, "Vendor limit: 2 API calls per second.")
     connect_timeout_s: float = _setting(10.0, "Seconds to connect to the API or a download host.")
@@ -259,7 +266,8 @@ class ClientSettings:
             raise ValueError(
                 f"project UID must be 1 to 64 letters, digits, '_' or '-' (e.g. nxog09md), got {self.project_uid!r}"
             )
-        open_auth_code_store(self.lake_catalog)  # a catalog it cannot use fails now, before any request
+        # A catalog it cannot use fails now, before any request (nothing is connected yet).
+        open_auth_code_store(self.lake_catalog, self.lake_catalog_password)
 
 
 def _check_number(name: str, value: object, *, positive: bool) -> None:
@@ -406,7 +414,9 @@ class ExportClient:
         self.settings = settings
         self._throttle = _Throttle(settings.calls_per_second)
         self._random = random.Random()
-        self._secrets: tuple[str, ...] = tuple(secret for secret in (settings.token, settings.private_key) if secret)
+        self._secrets: tuple[str, ...] = tuple(
+            secret for secret in (settings.token, settings.private_key, settings.lake_catalog_password) if secret
+        )
         self._api_headers = {"Accept": "application/json"}
         if settings.token is not None:
             self._api_headers["Authorization"] = settings.token
@@ -416,7 +426,8 @@ class ExportClient:
         if settings.uses_key_pair:
             client_id, _, project_uid = settings.key_pair()
             scope = code_scope(settings.base_url, client_id, project_uid, settings.project_id)
-            self._shared_code = SharedAuthCode(open_auth_code_store(settings.lake_catalog), scope, self._fetch_code)
+            store = open_auth_code_store(settings.lake_catalog, settings.lake_catalog_password)
+            self._shared_code = SharedAuthCode(store, scope, self._fetch_code)
         self._http = httpx.Client(
             timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
             # The API call that refreshes links can run while every download slot is busy.

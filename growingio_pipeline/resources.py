@@ -31,7 +31,7 @@ ENV_PREFIX = "GROWINGIO_"
 """Each resource setting can be set from the environment as ``GROWINGIO_<SETTING IN UPPER CASE>``."""
 STAGING_FOLDER = ".growingio-staging"
 _CLIENT_FIELDS = {setting.name: setting for setting in dataclasses.fields(ClientSettings)}
-SECRET_SETTINGS = frozenset({"token", "private_key"})
+SECRET_SETTINGS = frozenset({"token", "private_key", "lake_catalog_password"})
 """Settings read from the environment as ``EnvVar``, so their value never shows in the UI."""
 
 
@@ -56,6 +56,7 @@ class GrowingIOExportResource(dg.ConfigurableResource):  # type: ignore[type-arg
     private_key: str | None = _client_setting("private_key")
     project_uid: str | None = _client_setting("project_uid")
     lake_catalog: str = _client_setting("lake_catalog")
+    lake_catalog_password: str | None = _client_setting("lake_catalog_password")
     calls_per_second: float = _client_setting("calls_per_second")
     connect_timeout_s: float = _client_setting("connect_timeout_s")
     read_timeout_s: float = _client_setting("read_timeout_s")

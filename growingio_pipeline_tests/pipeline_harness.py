@@ -99,16 +99,20 @@ def materialize_partition(
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
     assets: dg.AssetsDefinition = EVENT_ASSETS,
+    warehouse: WarehouseResource | None = None,
     **resource_overrides: Any,
 ) -> dg.ExecuteInProcessResult:
-    """One real Dagster run of the event assets (all types, or ``selection`` like ``["page"]``)."""
+    """One real Dagster run of the event assets (all types, or ``selection`` like ``["page"]``).
+
+    The lake is the one inside ``lake_dir``, unless ``warehouse`` gives another (a PostgreSQL catalog).
+    """
     return dg.materialize(
         [assets],
         partition_key=partition_key,
         selection=[f"growingio/{name}" for name in selection] if selection else None,
         resources={
             "growingio": export_resource(server, **resource_overrides),
-            "warehouse": warehouse_resource(lake_dir),
+            "warehouse": warehouse or warehouse_resource(lake_dir),
         },
         instance=instance,
         raise_on_error=raise_on_error,

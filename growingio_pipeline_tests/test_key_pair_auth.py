@@ -4,6 +4,7 @@
 - A half-set configuration fails before any request, naming what is missing.
 - A wrong private key fails with "check the private key and project UID".
 - Neither the private key nor any code appears in logs, metadata, errors, the ledger or the DuckDB file.
+- With a PostgreSQL lake catalog (the session's real server), the code is kept in that database.
 """
 
 from __future__ import annotations
@@ -19,13 +20,21 @@ import httpx
 import pytest
 
 from growingio_pipeline.auth import code_request_body
-from growingio_pipeline.auth_code_store import TABLE
+from growingio_pipeline.auth_code_store import TABLE, AuthCodeStoreError
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.export_api import AuthenticationError, ExportClient, ExportStatus
+from growingio_pipeline.lake import POSTGRES_PREFIX, LakeSettings, connect_lake
 from growingio_pipeline.local_server import LocalExportServer
+from growingio_pipeline.resources import WarehouseResource
 from growingio_pipeline_tests.conftest import client_for, start_server
-from growingio_pipeline_tests.pipeline_harness import FINISHED_PARTITION, materialize_partition
+from growingio_pipeline_tests.pipeline_harness import (
+    FINISHED_PARTITION,
+    expected_rows,
+    materialize_partition,
+    partition_rows,
+)
 from growingio_pipeline_tests.reliability_support import assert_partition_equals_ground_truth, step_failure_message
+from growingio_pipeline_tests.services import PostgresServer
 from growingio_pipeline_tests.test_reliability_security import everything_a_run_leaves
 
 PRIVATE_KEY = "priv-5e0c7a31d2f94b68"
@@ -40,12 +49,12 @@ def server():
     started.stop()
 
 
-def key_pair_settings(server: LocalExportServer, catalog: Path, **overrides: Any) -> dict[str, Any]:
+def key_pair_settings(server: LocalExportServer, catalog: Path | str, **overrides: Any) -> dict[str, Any]:
     """Resource (and client) settings in key-pair mode: no token."""
     return {"token": None, "lake_catalog": str(catalog), **KEY_PAIR, **overrides}
 
 
-def key_pair_client(server: LocalExportServer, catalog: Path, **overrides: Any) -> ExportClient:
+def key_pair_client(server: LocalExportServer, catalog: Path | str, **overrides: Any) -> ExportClient:
     return client_for(server, **key_pair_settings(server, catalog, **overrides))
 
 
@@ -148,3 +157,59 @@ def test_key_pair_runs_load_exact_rows_and_leave_no_secret_anywhere(
     assert "replacing it once" in left and "check the private key" in left, "the search covers the auth messages"
     for secret in [PRIVATE_KEY, *codes]:
         assert secret not in left
+
+
+def postgres_lake(postgres: PostgresServer, database: str, folder: Path) -> LakeSettings:
+    """A lake with its catalog in a new PostgreSQL database (reached by password over TCP), files in ``folder``."""
+    catalog = f"{POSTGRES_PREFIX}{postgres.dsn(postgres.create_database(database))}"
+    return LakeSettings(catalog=catalog, data_path=f"{folder}/", catalog_password=postgres.password)
+
+
+def test_a_key_pair_run_on_a_postgres_catalog_keeps_the_code_in_that_database(
+    server: LocalExportServer, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    lake = postgres_lake(postgres_server, "key_pair_lake", tmp_path / "files")
+    warehouse = WarehouseResource(
+        catalog=lake.catalog, data_path=lake.data_path, catalog_password=postgres_server.password
+    )
+    settings = key_pair_settings(server, lake.catalog, lake_catalog_password=postgres_server.password)
+
+    result = materialize_partition(server, tmp_path, selection=["page"], warehouse=warehouse, **settings)
+
+    assert result.success and server.codes_issued == 1
+    with postgres_server.connect("key_pair_lake") as catalog, catalog.cursor() as cursor:
+        cursor.execute(f"SELECT code FROM {TABLE}")
+        [(code,)] = cursor.fetchall()
+    conn = connect_lake(lake, read_only=True)
+    try:
+        page = EVENT_TYPES["page"]
+        assert partition_rows(conn, page, FINISHED_PARTITION) == expected_rows(server, page, FINISHED_PARTITION)
+        lake_tables = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'lake'")
+        assert TABLE not in {name for (name,) in lake_tables.fetchall()}, "the code is not a growingio.* table"
+        assert code not in repr(conn.execute("SELECT * FROM growingio._load_ledger").fetchall())
+    finally:
+        conn.close()
+    # Another machine's client finds the code in PostgreSQL and uses it: no second code is fetched.
+    with key_pair_client(server, lake.catalog, lake_catalog_password=postgres_server.password) as other:
+        assert other.request_export("hour", HOUR).status is ExportStatus.FINISHED
+    assert server.codes_issued == 1
+
+
+def test_a_wrong_catalog_password_fails_clearly_before_any_api_call(
+    server: LocalExportServer, postgres_server: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "catalog-pw-wrong-7c2d"
+    lake = postgres_lake(postgres_server, "key_pair_refused_login", tmp_path / "files")
+
+    with (
+        key_pair_client(server, lake.catalog, lake_catalog_password=wrong) as client,
+        pytest.raises(AuthCodeStoreError) as refused,
+    ):
+        client.request_export("hour", HOUR)
+
+    message = str(refused.value)
+    assert "could not connect to PostgreSQL database key_pair_refused_login on 127.0.0.1" in message
+    assert "password authentication failed" in message and "GROWINGIO_LAKE_CATALOG_PASSWORD" in message
+    assert wrong not in message + caplog.text
+    assert not server.api_calls

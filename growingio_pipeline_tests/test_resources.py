@@ -24,6 +24,7 @@ CHANGED_TEXT = {
     "private_key": "private-key-from-env",
     "project_uid": "uidfromenv",
     "lake_catalog": "data/other-lake/catalog.sqlite",
+    "lake_catalog_password": "catalog-password-from-env",
 }
 """A value other than the default for each text setting."""
 
@@ -95,10 +96,16 @@ def test_the_definitions_load_with_no_setting_in_the_environment() -> None:
 
 
 def test_a_secret_from_the_environment_is_passed_by_name_only() -> None:
-    resource = resources_from_env({"GROWINGIO_TOKEN": "secret-token", "GROWINGIO_PRIVATE_KEY": "secret-key"})[
-        "growingio"
-    ]
+    resource = resources_from_env(
+        {
+            "GROWINGIO_TOKEN": "secret-token",
+            "GROWINGIO_PRIVATE_KEY": "secret-key",
+            "GROWINGIO_LAKE_CATALOG_PASSWORD": "secret-password",
+        }
+    )["growingio"]
 
-    assert {"token", "private_key"} == SECRET_SETTINGS
+    assert {"token", "private_key", "lake_catalog_password"} == SECRET_SETTINGS
     assert isinstance(resource.token, dg.EnvVar) and resource.token.env_var_name == "GROWINGIO_TOKEN"
     assert isinstance(resource.private_key, dg.EnvVar) and resource.private_key.env_var_name == "GROWINGIO_PRIVATE_KEY"
+    password = resource.lake_catalog_password
+    assert isinstance(password, dg.EnvVar) and password.env_var_name == "GROWINGIO_LAKE_CATALOG_PASSWORD"
