@@ -50,11 +50,13 @@ from growingio_pipeline.warehouse import table_row_counts
 DAY = datetime(2026, 11, 28, tzinfo=BEIJING)
 SERVER_NOW = DAY + timedelta(days=1, hours=2)
 """Every hour of ``DAY`` is FINISHED by then (the slowest, 23:00, an hour after it ends)."""
+FIRST_PARTITION = datetime(2026, 11, 1, tzinfo=BEIJING)
+"""The benchmarks' assets know hours from here to now (a partition in the future does not exist yet)."""
 
 
-def partition_keys(count: int) -> list[str]:
-    """The first ``count`` hourly partition keys of ``DAY`` (the API's export_date, Beijing time)."""
-    return [(DAY + timedelta(hours=hour)).strftime(KEY_FORMATS["hour"]) for hour in range(count)]
+def partition_keys(count: int, start: datetime = DAY) -> list[str]:
+    """``count`` hourly partition keys from ``start`` (the API's export_date, Beijing time)."""
+    return [(start + timedelta(hours=hour)).strftime(KEY_FORMATS["hour"]) for hour in range(count)]
 
 
 def _event_times(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
@@ -107,8 +109,8 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}
 def event_assets_and_resources(
     base_url: str, token: str, project_id: str, lake_dir: str
 ) -> tuple[dg.AssetsDefinition, dict[str, dg.ConfigurableResource]]:
-    """The hourly event assets of ``DAY`` onwards, and resources for this export server and the lake in ``lake_dir``."""
-    assets = build_event_assets("hour", build_partitions_def("hour", partition_keys(1)[0]))
+    """The hourly event assets (from ``FIRST_PARTITION``), and resources for this server and the lake ``lake_dir``."""
+    assets = build_event_assets("hour", build_partitions_def("hour", partition_keys(1, FIRST_PARTITION)[0]))
     resources = {
         "growingio": GrowingIOExportResource(base_url=base_url, token=token, project_id=project_id),
         "warehouse": WarehouseResource(
