@@ -11,6 +11,7 @@ import os
 
 import dagster as dg
 
+from growingio_pipeline.analytics_assets import build_analytics_assets, dbt_resource
 from growingio_pipeline.assets import build_event_assets
 from growingio_pipeline.partitions import build_partitions_def
 from growingio_pipeline.resources import resources_from_env
@@ -26,11 +27,13 @@ def build_definitions(export_type: str = "hour", start_date: str | None = None) 
         selection=dg.AssetSelection.assets(event_assets),
         description="Loads every GrowingIO event type for one export partition.",
     )
+    # The models count hours: they follow hourly exports only.
+    analytics = [build_analytics_assets(partitions_def)] if export_type == "hour" else []
     return dg.Definitions(
-        assets=[event_assets],
+        assets=[event_assets, *analytics],
         jobs=[job],
         schedules=[build_latest_export_schedule(job, export_type)],
-        resources=resources_from_env(),
+        resources={**resources_from_env(), "dbt": dbt_resource()},
         # A run is a single step (one API call per partition): a step subprocess would only add start-up time.
         executor=dg.in_process_executor,
     )
