@@ -20,6 +20,7 @@ from growingio_pipeline.analytics_warehouse import DBT_PROJECT_DIR, dbt_environm
 from growingio_pipeline.resources import DEFAULT_DUCKDB_PATH, WarehouseResource
 
 DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR)
+ANALYTICS_JOB = "growingio_analytics_job"
 
 ANALYTICS_AUTOMATION = (
     dg.AutomationCondition.eager().without(dg.AutomationCondition.in_latest_time_window()).with_label("eager")
