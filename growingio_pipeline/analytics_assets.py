@@ -32,6 +32,13 @@ of old hours updates their models too (``eager`` alone only looks at the latest 
 in-progress upstream runs and never requests a partition twice; and it needs no cursor code of ours.
 """
 
+ANALYTICS_AUTOMATION_SENSOR = dg.AutomationConditionSensorDefinition(
+    "growingio_analytics_automation",
+    target=dg.AssetSelection.groups("analytics"),
+    default_status=dg.DefaultSensorStatus.RUNNING,  # models follow loads without anyone turning this on
+    description="Evaluates the analytics models' automation condition every 30 s and launches their runs.",
+)
+
 # dbt writes the DuckDB file for the whole invocation: a load that holds the file's lock makes dbt fail
 # at connect, and a retry shortly after succeeds (the lake removes this wait).
 _LOCK_RETRY = dg.RetryPolicy(max_retries=5, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
