@@ -99,11 +99,10 @@ def partition_run(database: Path, hour: datetime) -> dict[str, float]:
     return dbt_build(database, (hour_key(hour), hour_key(hour + timedelta(hours=1))))
 
 
-def report(label: str, figures: dict[str, float], raw_rows: int) -> None:
-    print(
-        f"{label:<44} dbt build {figures['wall_s']:7.1f} s   models {figures['models_s']:6.2f} s   "
-        f"tests {figures['tests_s']:5.2f} s   raw rows {raw_rows:,}",
-        flush=True,
+def summary_line(label: str, figures: dict[str, float], raw_rows: int) -> str:
+    return (
+        f"{label:<40} dbt build {figures['wall_s']:7.1f} s   models {figures['models_s']:6.2f} s   "
+        f"tests {figures['tests_s']:5.2f} s   raw rows {raw_rows:,}"
     )
 
 
@@ -121,27 +120,41 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     hours = [FIRST_HOUR + timedelta(hours=h) for h in range(max(args.history_hours, args.rebuild_days * 24))]
 
+    lines = []
     with tempfile.TemporaryDirectory(prefix="analytics-benchmark-") as folder:
         first = Path(folder) / "first.duckdb"
         fill_hours(first, hours[:1], args.rows_per_hour)
         dbt_build(first, None)  # creates the tables
-        report("partition run, hour 1", partition_run(first, hours[0]), raw_rows(first))
+        lines.append(summary_line("partition run, hour 1", partition_run(first, hours[0]), raw_rows(first)))
 
         history = Path(folder) / "history.duckdb"
         last = args.history_hours - 1
         fill_hours(history, hours[:last], args.rows_per_hour)
         dbt_build(history, None, "--full-refresh")
         fill_hours(history, hours[last : last + 1], args.rows_per_hour)
-        report(f"partition run, hour {args.history_hours}", partition_run(history, hours[last]), raw_rows(history))
+        lines.append(
+            summary_line(
+                f"partition run, hour {args.history_hours}", partition_run(history, hours[last]), raw_rows(history)
+            )
+        )
 
         big = Path(folder) / "big.duckdb"
         fill_hours(big, hours[:2], args.big_rows_per_hour)  # the hour before holds sessions that continue
         dbt_build(big, None)
-        report(f"partition run, {args.big_rows_per_hour:,} page rows", partition_run(big, hours[1]), raw_rows(big))
+        lines.append(
+            summary_line(
+                f"partition run, {args.big_rows_per_hour:,} page rows", partition_run(big, hours[1]), raw_rows(big)
+            )
+        )
 
         rebuild = Path(folder) / "rebuild.duckdb"
         fill_hours(rebuild, hours[: args.rebuild_days * 24], args.rows_per_hour)
-        report(f"full rebuild, {args.rebuild_days} days", dbt_build(rebuild, None, "--full-refresh"), raw_rows(rebuild))
+        lines.append(
+            summary_line(
+                f"full rebuild, {args.rebuild_days} days", dbt_build(rebuild, None, "--full-refresh"), raw_rows(rebuild)
+            )
+        )
+    print("\n".join(["", f"analytics models, {args.rows_per_hour:,} page rows an hour:", *lines]))
 
 
 if __name__ == "__main__":

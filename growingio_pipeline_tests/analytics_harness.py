@@ -56,6 +56,13 @@ def full_rebuild(duckdb_path: Path) -> None:
         dbt_resource().cli(["build", "--full-refresh"], target_path=Path("target") / "full-refresh").wait()
 
 
+def generate_docs(duckdb_path: Path, target: Path) -> Path:
+    """``dbt docs generate`` into ``target`` (an absolute path); returns it."""
+    with environment_set(dbt_environment(duckdb_path)):
+        dbt_resource().cli(["docs", "generate"], target_path=target).wait()
+    return target
+
+
 def model_rows(duckdb_path: Path, models: Sequence[str] = MODELS) -> dict[str, list[tuple]]:
     """Every model's rows, sorted, for exact comparisons."""
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:

@@ -6,6 +6,7 @@ Real parts only: the local export server on loopback, real Dagster runs of the r
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from datetime import datetime
@@ -14,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
-from growingio_pipeline_tests.analytics_harness import MODELS, full_rebuild, hour_keys, model_rows, query, run_hour
+from growingio_pipeline_tests.analytics_harness import (
+    MODELS,
+    full_rebuild,
+    generate_docs,
+    hour_keys,
+    model_rows,
+    query,
+    run_hour,
+)
 from growingio_pipeline_tests.conftest import LOCAL_SERVER_NOW, LOCAL_SERVER_SETTINGS
 
 # 26 hours over three Beijing dates: sessions cross two midnights, and activations match clicks up to 24 h earlier.
@@ -89,6 +98,24 @@ def test_the_data_exercises_every_join_the_models_make(loaded_hour_by_hour: Path
     assert stitched[0][0] > 0
     assert all(count > 0 for count in ads[0]), ads
     assert page_variables[0][0] > 0
+
+
+@pytest.mark.slow
+def test_dbt_docs_describe_every_column_of_every_model(loaded_hour_by_hour: Path, tmp_path: Path) -> None:
+    documented = tmp_path / "docs.duckdb"
+    shutil.copy(loaded_hour_by_hour, documented)
+
+    target = generate_docs(documented, tmp_path / "target")
+
+    catalog = json.loads((target / "catalog.json").read_text())["nodes"]
+    manifest = json.loads((target / "manifest.json").read_text())["nodes"]
+    models = {node["name"]: node for node in manifest.values() if node["resource_type"] == "model"}
+    assert set(models) == set(MODELS)
+    for name, node in models.items():
+        actual = {column.lower() for column in catalog[node["unique_id"]]["columns"]}
+        described = {column for column, spec in node["columns"].items() if spec["description"].strip()}
+        assert actual and actual <= described, (name, sorted(actual - described))
+        assert node["description"].strip(), name
 
 
 @pytest.mark.slow
