@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from growingio_pipeline.analytics_assets import dbt_resource
+from growingio_pipeline.analytics_warehouse import DBT_PROJECT_DIR
+from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.resources import WarehouseResource
 from growingio_pipeline_tests.analytics_harness import ANALYTICS_ASSETS, MODELS
@@ -70,3 +73,15 @@ def test_a_loaded_hour_makes_the_automation_request_exactly_that_hour_of_every_m
         key: {partition_key} for key in MODEL_KEYS
     }
     assert next_tick.total_requested == 0  # requested once, not again while its run has not happened
+
+
+def test_every_raw_column_is_described_for_dbt() -> None:
+    sources = yaml.safe_load((DBT_PROJECT_DIR / "models" / "sources.yml").read_text())["sources"][0]["tables"]
+    described = {
+        table["name"]: {column["name"] for column in table["columns"] if column["description"].strip()}
+        for table in sources
+    }
+
+    assert set(described) == set(EVENT_TYPES)
+    for event_type in EVENT_TYPES.values():
+        assert set(event_type.column_names) <= described[event_type.name], event_type.name
