@@ -75,7 +75,8 @@ def fill_hours(database: Path, hours: list[datetime], rows_per_hour: int) -> Non
                 names = ", ".join([*event_type.column_names, "_partition_key", "_source_part", "_loaded_at"])
                 conn.execute(f"DELETE FROM {event_type.table_name} WHERE _partition_key = ?", [key])
                 conn.execute(
-                    f"INSERT INTO {event_type.table_name} ({names}) SELECT {selected}, ?, 'benchmark', now() FROM frame",
+                    f"INSERT INTO {event_type.table_name} ({names}) "
+                    f"SELECT {selected}, ?, 'benchmark', now() FROM frame",
                     [key],
                 )
                 conn.unregister("frame")

@@ -1,4 +1,4 @@
-"""End-to-end backfill: 24 hourly partitions x 10 event types through real Dagster runs and the local server.
+"""End-to-end backfill: 24 hourly partitions x every event type through real Dagster runs and the local server.
 
 Usage (from the repository root, with the project's venv)::
 
@@ -8,15 +8,15 @@ Usage (from the repository root, with the project's venv)::
 The local export server serves one Beijing day (2026-11-28) with a clock frozen after every hour
 has FINISHED; ``prepare`` generates and compresses all parts first, so generation is not timed.
 Each partition is one real Dagster run (``dagster.materialize``, in-process executor, one
-instance for the whole backfill) of the ten-asset multi-asset, writing one DuckDB file. Per
+instance for the whole backfill) of the multi-asset (one asset per event type), writing one DuckDB file. Per
 partition the script reports:
 
 - run: the run's wall time, RUN_START to RUN_SUCCESS in Dagster's event log;
 - step: STEP_START to STEP_SUCCESS of the multi-asset's step;
 - data path: time spent in ``ingest.stage_event_type`` (download, gzip check, parse, staging) and
   ``ingest.write_staged`` (DuckDB transaction, verification, ledger row), timed around the asset's
-  calls (the ledger's ``duration_s`` cannot be summed: a type's attempt starts when it is staged, so
-  the ten attempts of a run overlap);
+  calls from ``ingest.load_partition`` (the ledger's ``duration_s`` cannot be summed: a type's attempt
+  starts when it is staged, so the attempts of a run overlap);
 - API and metadata: step minus data path (the export request under the 2 calls/s limit, the schema
   check, the materialization metadata and its preview query);
 - orchestration overhead: run minus data path, and run minus step (Dagster alone).
@@ -36,9 +36,11 @@ from typing import Any
 
 import dagster as dg
 import duckdb
+from results import add_json_option, write_json
 
-from growingio_pipeline import assets as asset_module
+from growingio_pipeline import ingest
 from growingio_pipeline.assets import build_event_assets
+from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
 from growingio_pipeline.partitions import KEY_FORMATS, build_partitions_def
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
@@ -91,10 +93,10 @@ class DataPathTimer:
 
 
 def install_timer() -> DataPathTimer:
-    """Time the asset's calls into ``ingest`` (the names ``assets`` imported)."""
+    """Time ``load_partition``'s calls to stage and write each type."""
     timer = DataPathTimer()
-    asset_module.stage_event_type = timer.timed(asset_module.stage_event_type)
-    asset_module.write_staged = timer.timed(asset_module.write_staged, counts_rows=True)
+    ingest.stage_event_type = timer.timed(ingest.stage_event_type)
+    ingest.write_staged = timer.timed(ingest.write_staged, counts_rows=True)
     return timer
 
 
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partitions", type=int, default=24, help="hourly partitions, from 2026-11-28 00:00 Beijing")
     parser.add_argument("--rows-per-hour", type=int, default=20_000, help="page rows per hour (other types scale)")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.partitions <= 24:
         parser.error("--partitions must be 1..24 (the hours of one day)")
@@ -152,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     with server, tempfile.TemporaryDirectory(prefix="growingio-backfill-") as workdir:
         started = time.perf_counter()
         server.prepare(key[:10] for key in keys)
-        print(f"prepared {len(keys)} hours x 10 types in {time.perf_counter() - started:.1f} s (not timed below)")
+        print(
+            f"prepared {len(keys)} hours x {len(EVENT_TYPES)} types in {time.perf_counter() - started:.1f} s "
+            "(not timed below)"
+        )
         duckdb_path = Path(workdir) / "backfill.duckdb"
         started = time.perf_counter()
         figures = run_backfill(server, keys, duckdb_path)
@@ -168,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         return figure["run"] - figure["data_path"]
 
     print(
-        f"\n{len(keys)} partitions x 10 types: {rows:,} rows in {total:.1f} s ({rows / total:,.0f} rows/s end to end)"
+        f"\n{len(keys)} partitions x {len(EVENT_TYPES)} types: {rows:,} rows in {total:.1f} s "
+        f"({rows / total:,.0f} rows/s end to end)"
     )
     print(f"rows per table: {counts}")
     print(
@@ -181,6 +188,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{statistics.median(map(overhead, figures)):.2f} s, mean {statistics.mean(map(overhead, figures)):.2f} s; "
         f"Dagster alone (run - step): median {statistics.median(f['run'] - f['step'] for f in figures):.2f} s; "
         f"materialize() call outside the run: median {statistics.median(f['wall'] - f['run'] for f in figures):.2f} s"
+    )
+    write_json(
+        args.json,
+        {
+            "partitions": len(keys),
+            "event_types": len(EVENT_TYPES),
+            "rows_written": rows,
+            "rows_per_table": counts,
+            "median_overhead_s": statistics.median(map(overhead, figures)),
+        },
     )
     return 0
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 from backfill_benchmark import QUIET_RUN_CONFIG, SERVER_NOW, event_assets_and_resources, partition_keys
+from results import add_json_option, write_json
 
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.local_server import FrozenClock, LocalExportServer
@@ -116,6 +117,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=24, help="hourly partitions, from 2026-11-28 00:00 Beijing")
     parser.add_argument("--rows-per-hour", type=int, default=20_000, help="page rows per hour (other types scale)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 3], help="runs at a time, each tried")
+    add_json_option(parser)
     args = parser.parse_args()
     keys = partition_keys(args.partitions)
     expected = expected_rows(keys, args.rows_per_hour)
@@ -127,20 +129,29 @@ def main() -> int:
             result = backfill(server, keys, concurrency, Path(workdir))
             results[concurrency] = result
             runs = result["runs"]
+            lock_waits = [r["lock_wait_s"] for r in runs]
             print(
                 f"{concurrency} at a time: {len(keys)} partitions in {result['wall_s']:.1f} s; median run "
-                f"{statistics.median(r['run_s'] for r in runs):.2f} s (process {statistics.median(r['process_s'] for r in runs):.2f} s); "
-                f"lock waits {sum(r['lock_wait_s'] for r in runs):.2f} s in all, longest {max(r['lock_wait_s'] for r in runs):.2f} s; "
+                f"{statistics.median(r['run_s'] for r in runs):.2f} s "
+                f"(process {statistics.median(r['process_s'] for r in runs):.2f} s); "
+                f"lock waits {sum(lock_waits):.2f} s in all, longest {max(lock_waits):.2f} s; "
                 f"rows as generated: {result['counts'] == expected}",
                 flush=True,
             )
     slowest = min(results)
     for concurrency, result in results.items():
         if concurrency != slowest:
-            print(
-                f"speed-up of {concurrency} at a time over {slowest}: {results[slowest]['wall_s'] / result['wall_s']:.2f}x"
-            )
+            speedup = results[slowest]["wall_s"] / result["wall_s"]
+            print(f"speed-up of {concurrency} at a time over {slowest}: {speedup:.2f}x")
     mismatched = [c for c, r in results.items() if r["counts"] != expected]
+    write_json(
+        args.json,
+        {
+            "expected_rows": sum(expected.values()),
+            "rows_as_generated": {str(c): r["counts"] == expected for c, r in results.items()},
+            "partitions_run": {str(c): len(r["runs"]) for c, r in results.items()},
+        },
+    )
     if mismatched:
         print(f"rows differ from the generator's at concurrency {mismatched}", file=sys.stderr)
         return 1

@@ -39,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 
+from results import add_json_option, write_json
+
 ENGINES = ("project", "duckdb", "pandas")
 EVENT_TYPE = "page"
 EXPORT_DATE = "2026112810"
@@ -234,8 +236,9 @@ def benchmark(part_path: Path, workdir: Path, reps: int) -> dict[str, list[dict[
         for engine in order:
             result = measure(engine, [part_path], workdir / f"{engine}.duckdb")
             results[engine].append(result)
+            rate = result["rows"] / result["seconds"]
             print(
-                f"  rep {rep + 1} {engine:8s} {result['seconds']:6.2f} s  {result['rows'] / result['seconds']:>9,.0f} rows/s"
+                f"  rep {rep + 1} {engine:8s} {result['seconds']:6.2f} s  {rate:>9,.0f} rows/s"
                 f"  cpu {result['cpu_s']:5.1f} s  peak {_mib(result['peak_rss'])}"
                 + "".join(
                     f"  {key} {value:.2f}" for key, value in result.items() if key.endswith("_s") and key != "cpu_s"
@@ -245,8 +248,8 @@ def benchmark(part_path: Path, workdir: Path, reps: int) -> dict[str, list[dict[
     return results
 
 
-def report(results: dict[str, list[dict[str, object]]], workdir: Path) -> bool:
-    """Print medians, ratios and the equality checks; True when the tables match."""
+def report(results: dict[str, list[dict[str, object]]], workdir: Path) -> dict[str, object]:
+    """Print medians, ratios and the equality checks; the rows loaded and the differences, by engine."""
     medians = {
         engine: statistics.median(run["rows"] / run["seconds"] for run in runs) for engine, runs in results.items()
     }
@@ -258,33 +261,43 @@ def report(results: dict[str, list[dict[str, object]]], workdir: Path) -> bool:
     print(f"project / pandas read_csv : {medians['project'] / medians['pandas']:.2f}x")
     rows = {engine: {run["rows"] for run in runs} for engine, runs in results.items()}
     print(f"rows loaded: {rows}")
-    same = len({count for counts in rows.values() for count in counts}) == 1
+    differences = {}
     for engine, empty_is_null in (("duckdb", False), ("pandas", True)):
         missing, extra = differing_rows(
             workdir / "project.duckdb", workdir / f"{engine}.duckdb", empty_is_null=empty_is_null
         )
         note = " ('' read as NULL: pandas cannot tell quoted from unquoted empty fields)" if empty_is_null else ""
         print(
-            f"tables equal, project vs {engine}: {missing == extra == 0} ({missing} rows only in project, {extra} only in {engine}){note}"
+            f"tables equal, project vs {engine}: {missing == extra == 0} "
+            f"({missing} rows only in project, {extra} only in {engine}){note}"
         )
-        same = same and missing == extra == 0
-    return same
+        differences[engine] = {"only_in_project": missing, "only_in_other": extra}
+    return {"rows_loaded": {engine: sorted(counts) for engine, counts in rows.items()}, "differences": differences}
 
 
-def memory_growth(part_path: Path, workdir: Path, parts: int) -> None:
-    """Peak RSS of the project's path for the part once and ``parts`` times in one partition."""
+def tables_equal(figures: dict[str, object]) -> bool:
+    """Every engine loaded the same number of rows, and no row differs."""
+    counts = {count for engine_counts in figures["rows_loaded"].values() for count in engine_counts}
+    return len(counts) == 1 and all(sum(diff.values()) == 0 for diff in figures["differences"].values())
+
+
+def memory_growth(part_path: Path, workdir: Path, parts: int) -> list[dict[str, object]]:
+    """Peak RSS of the project's path for the part once and ``parts`` times in one partition; each run's figures."""
     copies = []
     for index in range(parts):
         copy = workdir / f"copy-{index}-{part_path.name}"
         if not copy.exists():
             copy.symlink_to(part_path)
         copies.append(copy)
+    runs = []
     for count in (1, parts):
         result = measure("project", copies[:count], workdir / "memory.duckdb")
         print(
             f"project, {count} part(s) of {_mib(part_path.stat().st_size)} gzip: {result['rows']:,} rows, "
             f"{result['seconds']:.2f} s, peak RSS {_mib(result['peak_rss'])}"
         )
+        runs.append({"parts": count, **result})
+    return runs
 
 
 def profile(part_path: Path, workdir: Path) -> None:
@@ -315,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-parts", type=int, default=0, help="also load the part this many times in one partition"
     )
     parser.add_argument("--profile", action="store_true", help="profile the project's path and exit")
+    add_json_option(parser)
     parser.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("parts", nargs="*", type=Path, help=argparse.SUPPRESS)
@@ -328,12 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         profile(part_path, args.workdir)
         return 0
     print(f"download-side gzip check (overlaps network I/O): {gzip_check_seconds(part_path):.2f} s CPU for this part")
-    equal = True
+    figures: dict[str, object] = {}
     if args.reps:
-        equal = report(benchmark(part_path, args.workdir, args.reps), args.workdir)
+        figures.update(report(benchmark(part_path, args.workdir, args.reps), args.workdir))
     if args.memory_parts:
-        memory_growth(part_path, args.workdir, args.memory_parts)
-    return 0 if equal else 1
+        figures["memory"] = memory_growth(part_path, args.workdir, args.memory_parts)
+    write_json(args.json, figures)
+    return 0 if not args.reps or tables_equal(figures) else 1
 
 
 if __name__ == "__main__":

@@ -5,16 +5,19 @@ rebuilds only what those hours can change (see ``dbt_project/macros/partition_wi
 update on their own once an hour is loaded: see ``ANALYTICS_AUTOMATION``.
 """
 
+import importlib.metadata
 import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from packaging import version
 
 from growingio_pipeline.analytics_warehouse import DBT_PROJECT_DIR, dbt_environment
 from growingio_pipeline.resources import DEFAULT_DUCKDB_PATH, WarehouseResource
@@ -55,7 +58,9 @@ class AnalyticsTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "analytics"
 
-    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+    def get_automation_condition(
+        self, dbt_resource_props: Mapping[str, Any]
+    ) -> dg.AutomationCondition[dg.AssetKey] | None:
         return ANALYTICS_AUTOMATION
 
 
@@ -125,9 +130,22 @@ def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> dg.Assets
     return analytics_models
 
 
+class InstalledDbtCliResource(DbtCliResource):
+    """dagster-dbt's dbt CLI resource, told the version of the dbt-core installed in this Python.
+
+    dagster-dbt learns the version by running ``dbt --version`` once per resource instance, and a run gets
+    a fresh instance: that was a second dbt start (seconds) in every hourly run. The dbt it runs is the
+    one beside this Python (``dbt_resource``), so the installed package's version is the same answer.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        return version.parse(importlib.metadata.version("dbt-core"))
+
+
 def dbt_resource() -> DbtCliResource:
     """The dbt CLI resource for the project, with the dbt installed beside this Python (not on PATH in a venv)."""
     beside_python = Path(sys.executable).parent / "dbt"
-    return DbtCliResource(
-        project_dir=DBT_PROJECT, dbt_executable=str(beside_python) if beside_python.exists() else "dbt"
+    return InstalledDbtCliResource(
+        project_dir=str(DBT_PROJECT.project_dir), dbt_executable=str(beside_python) if beside_python.exists() else "dbt"
     )

@@ -1,27 +1,17 @@
-"""The ten event-type tables as one multi-asset: one API call per partition, one asset per type."""
+"""The event-type tables as one multi-asset: one API call per partition, one asset per type."""
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 import dagster as dg
-import duckdb
 
 from growingio_pipeline.checks import asset_key, build_check_specs, export_status_result, load_check_results
 from growingio_pipeline.event_types import EVENT_TYPES, EventType
-from growingio_pipeline.export_api import ExportResult, ExportStatus, ExportStillRunning
-from growingio_pipeline.ingest import (
-    PartitionAttempt,
-    StagedType,
-    TypeLoad,
-    record_unloaded,
-    stage_event_type,
-    write_staged,
-)
+from growingio_pipeline.export_api import ExportResult, ExportStillRunning
+from growingio_pipeline.ingest import PartitionAttempt, PartitionLoad, TypeLoad, load_partition
 from growingio_pipeline.partitions import utc_window
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
-from growingio_pipeline.staging import staging_directory
-from growingio_pipeline.warehouse import LoadStatus, column_schema, ensure_schema
+from growingio_pipeline.warehouse import LoadStatus, column_schema
 
-PREVIEW_ROWS = 5
 PREVIEW_CELL_CHARS = 40
 
 
@@ -39,66 +29,41 @@ def build_event_assets(export_type: str, partitions_def: dg.PartitionsDefinition
         context: dg.AssetExecutionContext,
         growingio: GrowingIOExportResource,
         warehouse: WarehouseResource,
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    ) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
         event_types = [
             event_type for event_type in EVENT_TYPES.values() if asset_key(event_type) in context.selected_asset_keys
         ]
         attempt = PartitionAttempt(export_type, context.partition_key)
+        window = utc_window(context.partition_time_window)
         with growingio.open_client() as client:
-            try:
-                export = client.wait_for_export(export_type, context.partition_key)
-            except ExportStillRunning as still_running:
-                _record(warehouse, attempt, event_types, LoadStatus.RUNNING, str(still_running))
-                raise dg.RetryRequested(
-                    max_retries=growingio.running_max_retries, seconds_to_wait=growingio.running_retry_after_s
-                ) from still_running
-            except Exception as failure:
-                # The ledger records every attempt, also one the API never answered usably.
-                _record(warehouse, attempt, event_types, LoadStatus.FAILED, str(failure))
-                raise
-            context.log.info(
-                f"export {context.partition_key}: {export.status.value} (requestTime {export.request_time})"
-            )
-            if export.status is not ExportStatus.FINISHED:
-                yield from _unloaded_results(context, warehouse, attempt, event_types, export)
-                return
-            with staging_directory(warehouse.staging_root) as workdir:
-                try:
-                    staged = [stage_event_type(client, export, event_type, workdir) for event_type in event_types]
-                except Exception as failure:
-                    _record(warehouse, attempt, event_types, LoadStatus.FAILED, str(failure))
-                    raise
-                results, failure = _write_partition(context, warehouse, attempt, export, staged)
-                # Dagster stores these events only now, with the file lock released: on a busy instance that
-                # takes seconds, which other runs writing the same DuckDB file would otherwise wait out.
-                yield from results
-                if failure is not None:
-                    raise failure
+            load = load_partition(client, warehouse.connect, warehouse.staging_root, attempt, event_types, window)
+        # Dagster stores these events only now, with the DuckDB file closed: on a busy instance that takes
+        # seconds, which other runs writing the same file would otherwise wait out.
+        yield from _results(context, growingio, load, event_types)
 
     return growingio_export
 
 
-def _write_partition(
+def _results(
     context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    attempt: PartitionAttempt,
-    export: ExportResult,
-    staged: Sequence[StagedType],
-) -> tuple[list[dg.MaterializeResult], Exception | None]:
-    """Write each staged type in its own transaction: the results of those written, and the failure
-    that stopped the rest (already in the ledger), if any."""
-    results: list[dg.MaterializeResult] = []
-    window = utc_window(context.partition_time_window)
-    with warehouse.connect() as conn:
-        ensure_schema(conn)
-        for staged_type in staged:
-            try:
-                load = write_staged(conn, staged_type, attempt, window)
-            except Exception as failure:
-                record_unloaded(conn, attempt, [staged_type.event_type], LoadStatus.FAILED, str(failure))
-                return results, failure
-            results.append(_materialize_result(context, conn, export, load))
-    return results, None
+    growingio: GrowingIOExportResource,
+    load: PartitionLoad,
+    event_types: list[EventType],
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
+    """Materializations and check results of ``load``; then its failure, as Dagster should see it."""
+    export = load.export
+    if export is not None:
+        context.log.info(f"export {context.partition_key}: {export.status.value} (requestTime {export.request_time})")
+        yield from (_materialize_result(context, export, type_load) for type_load in load.loads)
+        if load.unloaded_status is not None:
+            yield from _selected(context, [export_status_result(event_type, export) for event_type in event_types])
+            _raise_or_warn(context, export, load.unloaded_status)
+    if isinstance(load.failure, ExportStillRunning):
+        raise dg.RetryRequested(
+            max_retries=growingio.running_max_retries, seconds_to_wait=growingio.running_retry_after_s
+        ) from load.failure
+    if load.failure is not None:
+        raise load.failure
 
 
 def _asset_spec(event_type: EventType) -> dg.AssetSpec:
@@ -131,21 +96,13 @@ def _table_schema(event_type: EventType) -> dg.TableSchema:
 
 def _selected(context: dg.AssetExecutionContext, results: Iterable[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
     """Only the check results the run selected (a subset run may leave some checks out)."""
-    selected = context.selected_asset_check_keys
-    return [result for result in results if dg.AssetCheckKey(result.asset_key, result.check_name) in selected]
+    selected = {(key.asset_key, key.name) for key in context.selected_asset_check_keys}
+    return [result for result in results if (result.asset_key, result.check_name) in selected]
 
 
-def _unloaded_results(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    attempt: PartitionAttempt,
-    event_types: Sequence[EventType],
-    export: ExportResult,
-) -> Iterator[dg.AssetCheckResult]:
-    """NOT_EXISTS warns and ERROR fails; the tables keep the rows they had."""
-    _record(warehouse, attempt, event_types, LoadStatus(export.status.value), export.error_msg)
-    yield from _selected(context, [export_status_result(event_type, export) for event_type in event_types])
-    if export.status is ExportStatus.ERROR:
+def _raise_or_warn(context: dg.AssetExecutionContext, export: ExportResult, status: LoadStatus) -> None:
+    """ERROR fails the run; NOT_EXISTS warns. Either way the tables keep the rows they had."""
+    if status is LoadStatus.ERROR:
         raise dg.Failure(
             description=f"GrowingIO export {context.partition_key} failed on the vendor's side: {export.error_msg}",
             metadata={"error_msg": export.error_msg, "request_time": export.request_time},
@@ -156,21 +113,9 @@ def _unloaded_results(
     )
 
 
-def _record(
-    warehouse: WarehouseResource,
-    attempt: PartitionAttempt,
-    event_types: Sequence[EventType],
-    status: LoadStatus,
-    error_msg: str,
-) -> None:
-    with warehouse.connect() as conn:
-        ensure_schema(conn)
-        record_unloaded(conn, attempt, event_types, status, error_msg)
-
-
 def _materialize_result(
-    context: dg.AssetExecutionContext, conn: duckdb.DuckDBPyConnection, export: ExportResult, load: TypeLoad
-) -> dg.MaterializeResult:
+    context: dg.AssetExecutionContext, export: ExportResult, load: TypeLoad
+) -> dg.MaterializeResult[None]:
     event_type = load.staged.event_type
     summary = load.summary
     return dg.MaterializeResult(
@@ -187,7 +132,7 @@ def _materialize_result(
             "missing_columns": ", ".join(summary.missing_columns) or "none",
             "sources": "\n".join(part.source for part in load.staged.parts) or "none (no data this hour)",
             "request_time": export.request_time,
-            "preview": dg.MetadataValue.md(_preview(conn, event_type, context.partition_key)),
+            "preview": dg.MetadataValue.md(_preview(event_type, load.preview)),
         },
         check_results=_selected(
             context,
@@ -196,15 +141,11 @@ def _materialize_result(
     )
 
 
-def _preview(conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str) -> str:
-    """The first rows of the partition as a Markdown table, long values shortened."""
-    columns = event_type.column_names
-    rows = conn.execute(
-        f"SELECT {', '.join(columns)} FROM {event_type.table_name} WHERE _partition_key = ? LIMIT {PREVIEW_ROWS}",
-        [partition_key],
-    ).fetchall()
+def _preview(event_type: EventType, rows: tuple[tuple[object, ...], ...]) -> str:
+    """The partition's first rows as a Markdown table, long values shortened."""
     if not rows:
         return "_no rows_"
+    columns = event_type.column_names
     lines = [f"| {' | '.join(columns)} |", f"|{'---|' * len(columns)}"]
     lines += [f"| {' | '.join(_preview_cell(value) for value in row)} |" for row in rows]
     return "\n".join(lines)

@@ -21,8 +21,9 @@ import duckdb
 
 from growingio_pipeline.analytics_assets import ANALYTICS_JOB
 from growingio_pipeline.definitions import build_definitions
+from growingio_pipeline.event_types import BEIJING
 from growingio_pipeline.local_server import LocalExportServer
-from growingio_pipeline.partitions import BEIJING, KEY_FORMATS
+from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline.resources import DEFAULT_DUCKDB_PATH
 from growingio_pipeline.warehouse import table_row_counts
 
@@ -95,10 +96,7 @@ def _materialize(partition_keys: list[str]) -> None:
         for number, partition_key in enumerate(partition_keys, start=1):
             started = time.monotonic()
             result = job.execute_in_process(partition_key=partition_key, instance=instance, run_config=quiet)
-            rows = sum(
-                int(event.materialization.metadata["dagster/row_count"].value)
-                for event in result.get_asset_materialization_events()
-            )
+            rows = sum(_row_count(event) for event in result.get_asset_materialization_events())
             print(
                 f"[{number:2}/{len(partition_keys)}] partition {partition_key}: "
                 f"{len(result.get_asset_materialization_events())} tables, {rows:,} rows "
@@ -113,7 +111,7 @@ def _run_requested_models(
     analytics_job: dg.JobDefinition,
     instance: dg.DagsterInstance,
     cursor: Any,
-    run_config: dict,
+    run_config: dict[str, Any],
 ) -> Any:
     """One evaluation of the automation conditions (what the daemon's sensor does), then the runs it asks for."""
     started = time.monotonic()
@@ -121,6 +119,8 @@ def _run_requested_models(
     requested: dict[str, list[dg.AssetKey]] = {}
     for asset_key in analytics_job.asset_layer.executable_asset_keys:
         for partition_key in evaluation.get_requested_partitions(asset_key):
+            if partition_key is None:  # the models are partitioned: every request names an hour
+                raise ValueError(f"unpartitioned request for {asset_key.to_user_string()}")
             requested.setdefault(partition_key, []).append(asset_key)
     for partition_key, asset_keys in sorted(requested.items()):
         result = analytics_job.execute_in_process(
@@ -134,6 +134,13 @@ def _run_requested_models(
             flush=True,
         )
     return evaluation.cursor
+
+
+def _row_count(event: dg.DagsterEvent) -> int:
+    count = event.materialization.metadata["dagster/row_count"].value
+    if not isinstance(count, int):
+        raise TypeError(f"dagster/row_count should be an integer, got {count!r}")
+    return count
 
 
 def _report(duckdb_path: Path) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import Enum
 from functools import cached_property
 from zoneinfo import ZoneInfo
-from enum import Enum
-
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 """Export dates are Beijing time (UTC+8, no DST); file times are UTC epoch milliseconds."""

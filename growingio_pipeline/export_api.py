@@ -32,25 +32,20 @@ from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from growingio_pipeline.event_types import BEIJING, EVENT_TYPES
+from growingio_pipeline.export_contract import EXPORT_DATE_FORMATS, EXPORT_TYPES, MAX_EXPIRE_MINUTES, MINUTE_FORMAT
+from growingio_pipeline.redaction import redact_text, redact_url
 
 logger = logging.getLogger(__name__)
 
-EXPORT_TYPES = ("hour", "day")
-MAX_EXPIRE_MINUTES = 10080  # the vendor's maximum link lifetime, 7 days
-
 _PROJECT_ID = re.compile(r"[0-9a-fA-F]{8,64}")
-_EXPORT_DATE_FORMATS = {8: "%Y%m%d", 10: "%Y%m%d%H", 12: "%Y%m%d%H%M"}
 _EXCERPT_CHARS = 200
 _MAX_API_BODY_BYTES = 16 * 1024 * 1024  # a links response is a few KB; refuse to buffer a flood
 _DOWNLOAD_CHUNK_BYTES = 1024 * 1024
-# A URL with a scheme, in plain or JSON-escaped form (``https:\/\/``), up to its query/fragment.
-_URL_WITH_QUERY = re.compile(r"""([A-Za-z][A-Za-z0-9+.-]*:(?:\\?/){2}[^\s"'<>?#]*)[?#][^\s"'<>]*""")
-_URL_USERINFO = re.compile(r"""(:(?:\\?/){2})[^\s"'<>/@]*@""")
 
 
 class ExportStatus(str, Enum):
@@ -147,35 +142,40 @@ class DownloadError(ExportApiError):
     """A part could not be downloaded intact, even with fresh links."""
 
 
+DOC = "doc"
+"""The key of a :class:`ClientSettings` field's description in its ``metadata``."""
+
+
+def _setting(default: Any, doc: str) -> Any:
+    """A settings field with its description, which the Dagster resource shows in the launchpad."""
+    return field(default=default, metadata={DOC: doc})
+
+
 @dataclass(frozen=True)
 class ClientSettings:
-    """Connection, pacing and retry settings of an :class:`ExportClient`.
+    """Connection, pacing and retry settings of an :class:`ExportClient`: the one schema of each setting.
 
     Defaults follow the vendor's documentation: 2 API calls per second, links valid 60 minutes,
-    an export normally ready within about an hour of the hour's end (hence a 10-minute polling
-    deadline by default, after which callers retry later).
+    an export normally ready within about an hour of the hour's end. A run polls a RUNNING export
+    for 5 minutes by default, then its caller retries later.
     """
 
-    token: str = field(repr=False)
-    project_id: str
-    base_url: str = "https://www.growingio.com"
-    client_id: str | None = None
-    """Sent as ``X-Client-Id`` (legacy authentication) when set."""
-    calls_per_second: float = 2.0
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
-    max_retries: int = 5
-    """Retries of one API call on 429, 5xx, connection errors and timeouts."""
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    """Cap of one retry delay, including a server's Retry-After."""
-    running_deadline_s: float = 600.0
-    running_poll_interval_s: float = 30.0
-    running_poll_max_interval_s: float = 120.0
-    expire_minutes: int = 60
-    download_concurrency: int = 4
-    max_link_refreshes: int = 3
-    """How many times fresh links are requested for one event type's download."""
+    token: str = field(repr=False, metadata={DOC: "API token, sent as the Authorization header."})
+    project_id: str = field(metadata={DOC: "Project ID (`ai`), a hex string of 8 to 64 characters."})
+    base_url: str = _setting("https://www.growingio.com", "API base URL (on-premise hosts differ).")
+    client_id: str | None = _setting(None, "Legacy X-Client-Id header, only if your account needs it.")
+    calls_per_second: float = _setting(2.0, "Vendor limit: 2 API calls per second.")
+    connect_timeout_s: float = _setting(10.0, "Seconds to connect to the API or a download host.")
+    read_timeout_s: float = _setting(60.0, "Seconds to wait for the next bytes of an answer or a download.")
+    max_retries: int = _setting(5, "Retries of one API call on 429, 5xx, connection errors and timeouts.")
+    backoff_base_s: float = _setting(0.5, "First retry delay; doubles each retry, with jitter.")
+    backoff_max_s: float = _setting(30.0, "Cap of one retry delay, including a server's Retry-After.")
+    running_deadline_s: float = _setting(300.0, "How long to poll a RUNNING export before giving up for now.")
+    running_poll_interval_s: float = _setting(30.0, "First pause between polls of a RUNNING export; doubles.")
+    running_poll_max_interval_s: float = _setting(120.0, "Cap of the pause between polls of a RUNNING export.")
+    expire_minutes: int = _setting(60, f"Lifetime of download links, in minutes (1..{MAX_EXPIRE_MINUTES}).")
+    download_concurrency: int = _setting(4, "Parts of one event type downloaded in parallel.")
+    max_link_refreshes: int = _setting(3, "How many times fresh links are requested for one event type's download.")
 
     def __post_init__(self) -> None:
         if not isinstance(self.token, str) or not self.token.strip():
@@ -255,7 +255,7 @@ def format_export_date(moment: datetime) -> str:
             f"naive datetime {moment.isoformat()} is ambiguous; give it a timezone "
             "(e.g. ZoneInfo('Asia/Shanghai') or timezone.utc)"
         )
-    return moment.astimezone(BEIJING).strftime("%Y%m%d%H%M")
+    return moment.astimezone(BEIJING).strftime(MINUTE_FORMAT)
 
 
 def normalize_export_date(export_date: str | datetime) -> str:
@@ -268,7 +268,7 @@ def normalize_export_date(export_date: str | datetime) -> str:
         return format_export_date(export_date)
     if not isinstance(export_date, str):
         raise InvalidRequestError(f"export_date must be a str or datetime, got {type(export_date).__name__}")
-    date_format = _EXPORT_DATE_FORMATS.get(len(export_date))
+    date_format = EXPORT_DATE_FORMATS.get(len(export_date))
     if date_format is None or not export_date.isascii() or not export_date.isdigit():
         raise InvalidRequestError(
             f"export_date must be yyyyMMddHHmm, yyyyMMddHH or yyyyMMdd digits, got {export_date!r}"
@@ -278,25 +278,6 @@ def normalize_export_date(export_date: str | datetime) -> str:
     except ValueError:
         raise InvalidRequestError(f"export_date {export_date!r} is not a real date/time") from None
     return export_date.ljust(12, "0")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its query string, fragment and userinfo: safe to log or show."""
-    try:
-        parts = urlsplit(url)
-    except (TypeError, ValueError, AttributeError):
-        return "<unparseable link>"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with every URL's query string and userinfo removed and each of ``secrets`` masked."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = _URL_USERINFO.sub(r"\1", text)
-    return _URL_WITH_QUERY.sub(r"\1?***", text)
 
 
 class _RedactingLogFilter(logging.Filter):
@@ -476,11 +457,13 @@ class ExportClient:
         while True:
             self._throttle.wait()
             retry_after: float | None = None
+            last_status: int | None
             try:
                 status, headers, body = self._get_bounded(url, params)
             except httpx.TransportError as exc:
-                problem, status = f"{type(exc).__name__}: {redact_text(str(exc), self._secrets)}", None
+                problem, last_status = f"{type(exc).__name__}: {redact_text(str(exc), self._secrets)}", None
             else:
+                last_status = status
                 if status in (401, 403):
                     raise AuthenticationError(
                         f"GrowingIO refused the credentials (HTTP {status}): check the API token "
@@ -493,7 +476,7 @@ class ExportClient:
                 raise ApiUnavailableError(
                     f"GrowingIO export API at {redact_url(url)} failed {attempt + 1} "
                     f"time{'s' if attempt else ''}; last: {problem}",
-                    status,
+                    last_status,
                 )
             delay = self._retry_delay(attempt, retry_after)
             logger.warning(
@@ -522,7 +505,7 @@ class ExportClient:
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with equal jitter; a server's Retry-After is a floor; both capped."""
         settings = self.settings
-        backoff = min(settings.backoff_max_s, settings.backoff_base_s * 2**attempt)
+        backoff = min(settings.backoff_max_s, settings.backoff_base_s * 2.0**attempt)
         delay = backoff / 2 + self._random.uniform(0, backoff / 2)
         if retry_after is not None:
             delay = max(delay, retry_after)
@@ -789,7 +772,8 @@ def _retry_after_seconds(headers: httpx.Headers) -> float | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+    delay: float = (moment - datetime.now(timezone.utc)).total_seconds()
+    return max(0.0, delay)
 
 
 def _verify_md5(actual: bytes, header: str) -> None:
@@ -847,8 +831,10 @@ class _GzipCheck:
         self._inflater.decompress(data, _INFLATE_OUTPUT_BYTES)
         if self._inflater.eof:
             self._member_started = False
-            return self._inflater.unused_data
-        return self._inflater.unconsumed_tail
+            next_member: bytes = self._inflater.unused_data
+            return next_member
+        tail: bytes = self._inflater.unconsumed_tail
+        return tail
 
     def finish(self) -> None:
         """The stream has ended: fail if it was empty or ended inside a member."""

@@ -1,23 +1,38 @@
-"""Loading one export partition: download, parse and stage outside DuckDB, then one short write per type.
+"""Loading one export partition: request and wait, download, parse and stage outside DuckDB, then one short
+write per type, each attempt in the ledger.
 
-Free of Dagster, so it can be reused alone; the Dagster assets turn its results into materializations and
-check results.
+Free of Dagster, so it can be reused alone (:func:`load_partition`); the Dagster assets turn its result into
+materializations and check results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import duckdb
 
 from growingio_pipeline.event_types import EventType
-from growingio_pipeline.export_api import ExportClient, ExportResult
+from growingio_pipeline.export_api import ExportClient, ExportResult, ExportStatus, ExportStillRunning
 from growingio_pipeline.parsing import ParsedPart, parse_part
-from growingio_pipeline.warehouse import LoadAttempt, LoadStatus, LoadSummary, record_attempt, replace_partition
+from growingio_pipeline.redaction import redact_url
+from growingio_pipeline.staging import staging_directory
+from growingio_pipeline.warehouse import (
+    LoadAttempt,
+    LoadStatus,
+    LoadSummary,
+    ensure_schema,
+    record_attempt,
+    replace_partition,
+)
+
+ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+"""Opens a short-lived warehouse connection, closed on exit (how it connects is the caller's business)."""
+
+PREVIEW_ROWS = 5
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,78 @@ class TypeLoad:
     staged: StagedType
     summary: LoadSummary
     verification: PartitionVerification
+    preview: tuple[tuple[object, ...], ...] = ()
+    """The partition's first rows (documented columns), read after the commit."""
+
+
+@dataclass(frozen=True)
+class PartitionLoad:
+    """What :func:`load_partition` came to; every attempt it made is already in the ledger.
+
+    ``export`` is None when the API never answered usably. ``loads`` holds the types written, in order.
+    ``failure`` is what stopped the load (the caller re-raises it): the types after it were not written.
+    """
+
+    attempt: PartitionAttempt
+    export: ExportResult | None
+    loads: tuple[TypeLoad, ...] = ()
+    failure: Exception | None = None
+
+    @property
+    def unloaded_status(self) -> LoadStatus | None:
+        """NOT_EXISTS or ERROR when the export had nothing to load; None otherwise."""
+        if self.export is None or self.export.status is ExportStatus.FINISHED:
+            return None
+        return LoadStatus(self.export.status.value)
+
+
+def load_partition(
+    client: ExportClient,
+    connect: ConnectionFactory,
+    staging_root: Path,
+    attempt: PartitionAttempt,
+    event_types: Sequence[EventType],
+    window: tuple[datetime, datetime],
+) -> PartitionLoad:
+    """Load ``event_types`` of one partition: wait for the export, stage every type, then write each.
+
+    Each type is written in its own transaction, so a failure leaves the failing type and those not yet
+    written exactly as they were. Every failure is handled here, once: a RUNNING export past the polling
+    deadline gets RUNNING ledger rows (``failure`` is :class:`ExportStillRunning`), any other failure FAILED
+    rows for the types it stopped: all of them before writing starts, else the one being written.
+    """
+    export: ExportResult | None = None
+    loads: list[TypeLoad] = []
+    unfinished: Sequence[EventType] = event_types
+    try:
+        export = client.wait_for_export(attempt.export_type, attempt.partition_key)
+        if export.status is not ExportStatus.FINISHED:
+            _record_unloaded(connect, attempt, event_types, LoadStatus(export.status.value), export.error_msg)
+            return PartitionLoad(attempt, export)
+        with staging_directory(staging_root) as workdir:
+            staged = [stage_event_type(client, export, event_type, workdir) for event_type in event_types]
+            with connect() as conn:
+                ensure_schema(conn)
+                for staged_type in staged:
+                    unfinished = [staged_type.event_type]
+                    loads.append(write_staged(conn, staged_type, attempt, window))
+    except Exception as failure:
+        status = LoadStatus.RUNNING if isinstance(failure, ExportStillRunning) else LoadStatus.FAILED
+        _record_unloaded(connect, attempt, unfinished, status, str(failure))
+        return PartitionLoad(attempt, export, tuple(loads), failure)
+    return PartitionLoad(attempt, export, tuple(loads))
+
+
+def _record_unloaded(
+    connect: ConnectionFactory,
+    attempt: PartitionAttempt,
+    event_types: Sequence[EventType],
+    status: LoadStatus,
+    error_msg: str,
+) -> None:
+    with connect() as conn:
+        ensure_schema(conn)
+        record_unloaded(conn, attempt, event_types, status, error_msg)
 
 
 def stage_event_type(client: ExportClient, export: ExportResult, event_type: EventType, workdir: Path) -> StagedType:
@@ -65,7 +152,7 @@ def stage_event_type(client: ExportClient, export: ExportResult, event_type: Eve
     downloaded = client.download_parts(export, event_type.name, type_dir)
     parts = tuple(
         # The file's path names the part; the host varies (CDN, on-premise, local server port).
-        parse_part(event_type, part.path, source=urlsplit(part.source).path, staging_dir=type_dir)
+        parse_part(event_type, part.path, source=redact_url(part.source, keep_host=False), staging_dir=type_dir)
         for part in downloaded
     )
     return StagedType(event_type=event_type, parts=parts, started_at=started_at)
@@ -81,7 +168,19 @@ def write_staged(
     summary = replace_partition(conn, staged.event_type, attempt.partition_key, staged.parts)
     verification = verify_partition(conn, staged.event_type, attempt.partition_key, window, summary)
     record_attempt(conn, LoadAttempt.loaded(summary, export_type=attempt.export_type, started_at=staged.started_at))
-    return TypeLoad(staged=staged, summary=summary, verification=verification)
+    preview = _preview_rows(conn, staged.event_type, attempt.partition_key)
+    return TypeLoad(staged=staged, summary=summary, verification=verification, preview=preview)
+
+
+def _preview_rows(
+    conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str
+) -> tuple[tuple[object, ...], ...]:
+    rows = conn.execute(
+        f"SELECT {', '.join(event_type.column_names)} FROM {event_type.table_name} "
+        f"WHERE _partition_key = ? LIMIT {PREVIEW_ROWS}",
+        [partition_key],
+    ).fetchall()
+    return tuple(tuple(row) for row in rows)
 
 
 def verify_partition(

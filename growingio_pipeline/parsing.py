@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from growingio_pipeline.event_types import Column, ColumnKind, EventType
+from growingio_pipeline.redaction import redact_url
 
 BLOCK_SIZE_BYTES = 4 * 1024 * 1024
 """pyarrow's CSV block size: bounds memory. A row must fit in one block: ``parse_part`` retries larger."""
@@ -160,14 +161,9 @@ class ParsedPart:
     """rejects (``REJECTS_SCHEMA``, Arrow IPC); None when the part had none"""
 
 
-def redact_source(source: str) -> str:
-    """A part label safe to store and show: a link without its (signed) query string or fragment."""
-    return source.split("?", 1)[0].split("#", 1)[0]
-
-
 def read_header(event_type: EventType, gz_path: Path, *, source: str) -> HeaderMap:
     """Read and map the header line of a gzip CSV part; :class:`ParseError` if it is unusable."""
-    label = redact_source(source)
+    label = redact_url(source)
     try:
         with gzip.open(gz_path, "rb") as stream:
             first_line = stream.readline(_HEADER_LINE_LIMIT)
@@ -214,7 +210,7 @@ def read_frames(
 
     Raises :class:`RowTooLargeError` for a row larger than ``block_size`` bytes.
     """
-    label = redact_source(source)
+    label = redact_url(source)
     header = read_header(event_type, gz_path, source=source)
     rows_before = 0
     yielded = False
@@ -252,7 +248,7 @@ def _prefetched(items: Generator[_Item, None, None], depth: int) -> Iterator[_It
                 if not hand_over((True, item, None)):
                     return
             hand_over((False, None, None))
-        except BaseException as error:  # noqa: BLE001 (handed to the consuming thread, which raises it)
+        except BaseException as error:
             hand_over((False, None, error))
         finally:
             items.close()
@@ -346,8 +342,13 @@ def _type_batch(
         batch = pa.RecordBatch.from_pylist([], schema=text_schema)
     typed_exprs, reason_exprs = _typing_exprs(event_type, header)
     reason = pl.concat_str(reason_exprs, separator="; ", ignore_nulls=True) if reason_exprs else pl.lit("")
-    typed = _polars_source(batch, header).lazy().with_columns(*typed_exprs, reason.alias(_REASON))
-    typed = typed.select(*(expr.meta.output_name() for expr in typed_exprs), _REASON).collect()
+    typed = (
+        _polars_source(batch, header)
+        .lazy()
+        .with_columns(*typed_exprs, reason.alias(_REASON))
+        .select(*(expr.meta.output_name() for expr in typed_exprs), _REASON)
+        .collect()
+    )
     rejected = typed.get_column(_REASON) != ""
     rejects = pl.DataFrame(schema=REJECTS_SCHEMA)
     if rejected.any():
@@ -492,7 +493,7 @@ def _rejects(batch: pa.RecordBatch, reasons: pl.Series, rejected: pl.Series, row
 
 
 def _invalid_row_rejects(invalid_rows: list[str]) -> pl.DataFrame:
-    reasons, texts = zip(*(row.split("\0", 1) for row in invalid_rows))
+    reasons, texts = zip(*(row.split("\0", 1) for row in invalid_rows), strict=True)
     return pl.DataFrame(
         {
             "row_number": [None] * len(invalid_rows),
@@ -549,7 +550,7 @@ def _stage_part(event_type: EventType, gz_path: Path, source: str, staging_dir: 
         rejected.write_ipc(rejects_path)
     return ParsedPart(
         event_type=event_type.name,
-        source=redact_source(source),
+        source=redact_url(source),
         staged_path=staged_path,
         rows_read=rows_read,
         rows_rejected=0 if rejected is None else rejected.height,

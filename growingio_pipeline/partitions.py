@@ -7,8 +7,9 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from growingio_pipeline.event_types import BEIJING, RETENTION_DAYS
+from growingio_pipeline.export_contract import DAY_FORMAT, MINUTE_FORMAT
 
-KEY_FORMATS = {"hour": "%Y%m%d%H%M", "day": "%Y%m%d"}
+KEY_FORMATS = {"hour": MINUTE_FORMAT, "day": DAY_FORMAT}
 """Partition key format per export type: exactly the API's ``export_date``."""
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,42 +17,58 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from growingio_pipeline.export_api import ClientSettings, ExportClient
+from growingio_pipeline.export_api import DOC, ClientSettings, ExportClient
 from growingio_pipeline.warehouse import SCHEMA, WRITE_CONNECTION_CONFIG
 
-DEFAULT_BASE_URL = "https://www.growingio.com"
+ENV_PREFIX = "GROWINGIO_"
+"""Each resource setting can be set from the environment as ``GROWINGIO_<SETTING IN UPPER CASE>``."""
 DEFAULT_DUCKDB_PATH = "data/growingio_events.duckdb"
 STAGING_FOLDER = ".growingio-staging"
 _LOCK_RETRY_FIRST_S = 0.05
 _LOCK_RETRY_MAX_S = 1.0
+_CLIENT_FIELDS = {setting.name: setting for setting in dataclasses.fields(ClientSettings)}
+SECRET_SETTINGS = frozenset({"token"})
+"""Settings read from the environment as ``EnvVar``, so their value never shows in the UI."""
 
 
-class GrowingIOExportResource(dg.ConfigurableResource):
-    """Connection settings for GrowingIO's raw data export API (v2)."""
+def _client_setting(name: str) -> Any:
+    """The resource field of client setting ``name``, with ClientSettings' own default and description.
 
-    base_url: str = Field(default=DEFAULT_BASE_URL, description="API base URL (on-premise hosts differ).")
-    token: str | None = Field(default=None, description="API token, sent as the Authorization header.")
-    project_id: str | None = Field(default=None, description="Project ID (`ai`), a hex string.")
-    client_id: str | None = Field(default=None, description="Legacy X-Client-Id, only if your account needs it.")
-    calls_per_second: float = Field(default=2.0, description="Vendor limit: 2 API calls per second.")
-    running_deadline_s: float = Field(
-        default=300.0, description="How long a run polls a RUNNING export before asking Dagster to retry later."
-    )
-    running_poll_interval_s: float = Field(default=30.0, description="Pause between polls of a RUNNING export.")
+    A setting the client requires defaults to None here, so the definitions load without it.
+    """
+    setting = _CLIENT_FIELDS[name]
+    default = None if setting.default is dataclasses.MISSING else setting.default
+    return Field(default=default, description=setting.metadata[DOC])
+
+
+class GrowingIOExportResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # its type parameter is this class itself
+    """The export client's settings (:class:`ClientSettings`, which holds each default and description), and
+    how Dagster retries a step whose export is still RUNNING."""
+
+    token: str | None = _client_setting("token")
+    project_id: str | None = _client_setting("project_id")
+    base_url: str = _client_setting("base_url")
+    client_id: str | None = _client_setting("client_id")
+    calls_per_second: float = _client_setting("calls_per_second")
+    connect_timeout_s: float = _client_setting("connect_timeout_s")
+    read_timeout_s: float = _client_setting("read_timeout_s")
+    max_retries: int = _client_setting("max_retries")
+    backoff_base_s: float = _client_setting("backoff_base_s")
+    backoff_max_s: float = _client_setting("backoff_max_s")
+    running_deadline_s: float = _client_setting("running_deadline_s")
+    running_poll_interval_s: float = _client_setting("running_poll_interval_s")
+    running_poll_max_interval_s: float = _client_setting("running_poll_max_interval_s")
+    expire_minutes: int = _client_setting("expire_minutes")
+    download_concurrency: int = _client_setting("download_concurrency")
+    max_link_refreshes: int = _client_setting("max_link_refreshes")
     running_retry_after_s: int = Field(
-        default=600, description="When Dagster retries a step whose export was still RUNNING."
+        default=600, description="When Dagster retries a step whose export was still RUNNING, in seconds."
     )
-    running_max_retries: int = Field(default=6, description="How many times a RUNNING export is retried.")
-    max_retries: int = Field(default=5, description="Retries of one API call or download on 429, 5xx, timeouts.")
-    backoff_base_s: float = Field(default=0.5, description="First retry delay; doubles each retry, with jitter.")
+    running_max_retries: int = Field(default=6, description="How many times a RUNNING export's step is retried.")
 
     def client_settings(self) -> ClientSettings:
         """Settings for ``ExportClient``; a clear error when the token or project id is missing."""
-        missing = [
-            env_var
-            for env_var, value in (("GROWINGIO_TOKEN", self.token), ("GROWINGIO_PROJECT_ID", self.project_id))
-            if not value
-        ]
+        missing = [f"{ENV_PREFIX}{name.upper()}" for name in ("token", "project_id") if not getattr(self, name)]
         if missing:
             raise dg.Failure(
                 description=(
@@ -60,17 +77,7 @@ class GrowingIOExportResource(dg.ConfigurableResource):
                 ),
                 allow_retries=False,
             )
-        return ClientSettings(
-            base_url=self.base_url,
-            token=self.token,
-            project_id=self.project_id,
-            client_id=self.client_id,
-            calls_per_second=self.calls_per_second,
-            running_deadline_s=self.running_deadline_s,
-            running_poll_interval_s=self.running_poll_interval_s,
-            max_retries=self.max_retries,
-            backoff_base_s=self.backoff_base_s,
-        )
+        return ClientSettings(**{name: getattr(self, name) for name in _CLIENT_FIELDS})
 
     @contextmanager
     def open_client(self) -> Iterator[ExportClient]:
@@ -136,19 +143,32 @@ class WarehouseResource(DuckDBResource):
             pause = min(pause * 2, _LOCK_RETRY_MAX_S)
 
 
-def _optional_env(name: str) -> dg.EnvVar | None:
-    """``EnvVar`` when the variable is set, so its value never shows in the UI; None otherwise."""
-    return dg.EnvVar(name) if os.environ.get(name) else None
+def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, dg.ConfigurableResource[Any]]:
+    """The resources, configured from ``GROWINGIO_*`` variables; they load even when none is set.
 
-
-def resources_from_env() -> dict[str, dg.ConfigurableResource]:
-    """The resources, configured from ``GROWINGIO_*`` variables; they load even when none is set."""
+    Secrets (``SECRET_SETTINGS``) are passed as ``EnvVar``, so their value never shows in the UI.
+    """
+    settings: dict[str, Any] = {}
+    for name, model_field in GrowingIOExportResource.model_fields.items():
+        variable = f"{ENV_PREFIX}{name.upper()}"
+        if environ.get(variable):
+            settings[name] = (
+                dg.EnvVar(variable)
+                if name in SECRET_SETTINGS
+                else _parsed(variable, environ[variable], model_field.annotation)
+            )
     return {
-        "growingio": GrowingIOExportResource(
-            base_url=os.environ.get("GROWINGIO_BASE_URL", DEFAULT_BASE_URL),
-            token=_optional_env("GROWINGIO_TOKEN"),
-            project_id=os.environ.get("GROWINGIO_PROJECT_ID"),
-            client_id=os.environ.get("GROWINGIO_CLIENT_ID"),
-        ),
-        "warehouse": WarehouseResource(database=os.environ.get("GROWINGIO_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)),
+        "growingio": GrowingIOExportResource(**settings),
+        "warehouse": WarehouseResource(database=environ.get(f"{ENV_PREFIX}DUCKDB_PATH", DEFAULT_DUCKDB_PATH)),
     }
+
+
+def _parsed(variable: str, text: str, annotation: Any) -> object:
+    """``text`` as the setting's type; a ValueError naming the variable when it is not one."""
+    for kind, what in ((int, "a whole number"), (float, "a number")):
+        if annotation is kind:
+            try:
+                return kind(text)
+            except ValueError:
+                raise ValueError(f"{variable} must be {what}, got {text!r}") from None
+    return text

@@ -61,7 +61,6 @@ class LoadStatus(str, Enum):
     NOT_EXISTS = "NOT_EXISTS"
     ERROR = "ERROR"
     RUNNING = "RUNNING"
-    SKIPPED = "SKIPPED"
 
 
 def column_schema(event_type: EventType) -> list[tuple[str, str]]:
@@ -164,7 +163,7 @@ def _unparsed_maps(maps: list[str]) -> str:
     refused = [f"({_quote(name)} IS NOT NULL AND {_quote(_CAST_MAP + name)} IS NULL)" for name in maps]
     entries = ", ".join(
         f"{{'key': '{name}', 'value': CASE WHEN {condition} THEN {_quote(name)} END}}"
-        for name, condition in zip(maps, refused)
+        for name, condition in zip(maps, refused, strict=True)
     )
     added = f"map_from_entries(list_filter([{entries}], lambda entry: entry.value IS NOT NULL))"
     return (

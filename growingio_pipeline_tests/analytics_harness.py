@@ -50,6 +50,17 @@ def run_hour(
     )
 
 
+def parse_once(duckdb_path: Path, target: Path) -> Path:
+    """``dbt parse`` for ``duckdb_path`` into ``target`` (absolute); returns it.
+
+    With ``DBT_TARGET_PATH`` set to ``target``, dagster-dbt copies its ``partial_parse.msgpack`` into every
+    run: dbt then skips parsing, which it redoes in full whenever the warehouse path (the profile) differs.
+    """
+    with environment_set(dbt_environment(duckdb_path)):
+        dbt_resource().cli(["parse", "--quiet"], target_path=target).wait()
+    return target
+
+
 def full_rebuild(duckdb_path: Path) -> None:
     """``dbt build --full-refresh``: every model from all raw rows, as a first deployment would build it."""
     with environment_set(dbt_environment(duckdb_path)):

@@ -10,8 +10,12 @@ from typing import Any
 import duckdb
 import pytest
 
+from growingio_pipeline.export_api import ClientSettings, ExportClient
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
 from growingio_pipeline.warehouse import ensure_schema
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+"""The repository: the working directory of the commands and scripts the tests run."""
 
 LOCAL_SERVER_NOW = datetime(2026, 11, 29, 12, 0, tzinfo=BEIJING)
 """Where every test server's FrozenClock starts: 2026-11-29 12:00 Beijing."""
@@ -26,18 +30,22 @@ LOCAL_SERVER_SETTINGS: dict[str, Any] = {
 }
 
 
+def start_server(**overrides: Any) -> LocalExportServer:
+    """A started test server with the suite-wide settings (same seed, so the same data); the caller stops it.
+
+    It gets its own FrozenClock at LOCAL_SERVER_NOW (``server.clock``) unless ``clock`` is overridden.
+    """
+    return LocalExportServer(**{**LOCAL_SERVER_SETTINGS, "clock": FrozenClock(LOCAL_SERVER_NOW), **overrides}).start()
+
+
 @pytest.fixture
 def make_local_server() -> Iterator[Callable[..., LocalExportServer]]:
-    """A factory: ``make_local_server(**overrides)`` starts a server; all are stopped afterwards.
-
-    Each server gets its own FrozenClock at LOCAL_SERVER_NOW (``server.clock``) unless
-    ``clock`` is overridden.
-    """
+    """A factory: ``make_local_server(**overrides)`` starts a server (see ``start_server``); all are stopped
+    afterwards."""
     started: list[LocalExportServer] = []
 
     def make(**overrides: Any) -> LocalExportServer:
-        settings = {**LOCAL_SERVER_SETTINGS, "clock": FrozenClock(LOCAL_SERVER_NOW), **overrides}
-        server = LocalExportServer(**settings).start()
+        server = start_server(**overrides)
         started.append(server)
         return server
 
@@ -50,6 +58,38 @@ def make_local_server() -> Iterator[Callable[..., LocalExportServer]]:
 def local_server(make_local_server: Callable[..., LocalExportServer]) -> LocalExportServer:
     """A started server: token "test-token", 200 page rows/hour, 16 KiB parts, clock at 2026-11-29 12:00 Beijing."""
     return make_local_server()
+
+
+@pytest.fixture
+def server(make_local_server: Callable[..., LocalExportServer]) -> LocalExportServer:
+    """A server without a practical rate limit, for tests of the server that make many calls."""
+    return make_local_server(calls_per_second=1000.0)
+
+
+@pytest.fixture
+def fast_server(make_local_server: Callable[..., LocalExportServer]) -> LocalExportServer:
+    """A server that allows many calls per second, with several parts per type (600 page rows, 8 KiB parts)."""
+    return make_local_server(calls_per_second=100.0, rows_per_hour=600, part_size_bytes=8 * 1024)
+
+
+def server_settings(server: LocalExportServer) -> dict[str, Any]:
+    """The client settings that point at ``server``: its URL, token and project."""
+    return {"base_url": server.base_url, "token": server.token, "project_id": server.project_id}
+
+
+def client_for(server: LocalExportServer, **overrides: Any) -> ExportClient:
+    """A client of ``server`` with fast retries and polling, so tests stay quick."""
+    values: dict[str, Any] = {
+        **server_settings(server),
+        "calls_per_second": 50.0,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.05,
+        "running_poll_interval_s": 0.01,
+        "running_poll_max_interval_s": 0.02,
+        "running_deadline_s": 5.0,
+        **overrides,
+    }
+    return ExportClient(ClientSettings(**values))
 
 
 @pytest.fixture

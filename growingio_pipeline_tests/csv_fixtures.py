@@ -1,4 +1,7 @@
-"""Writing test parts in the vendor's CSV dialect (escape ``\\``, NULL = empty unquoted field, ``""`` = empty string)."""
+"""Writing test parts in the vendor's CSV dialect.
+
+Escape ``\\``, NULL = empty unquoted field, ``""`` = empty string.
+"""
 
 from __future__ import annotations
 

@@ -16,14 +16,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-"""The repository root: where ``workspace.yaml`` and ``dagster_home/dagster.yaml`` are."""
 DAGSTER_MODULE = "growingio_pipeline.definitions"
 STARTUP_TIMEOUT_S = 180.0
 STOP_GRACE_S = 60.0
@@ -96,10 +94,8 @@ def stop_process_group(process: subprocess.Popen, grace_s: float = STOP_GRACE_S)
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     if not _wait_until_group_empty(process, pgid, grace_s):
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         if not _wait_until_group_empty(process, pgid, 30.0):
             raise RuntimeError(f"processes {process_group_members(pgid)} of group {pgid} survived SIGKILL")
 

@@ -12,24 +12,39 @@ import dagster as dg
 import duckdb
 
 from growingio_pipeline.assets import build_event_assets
-from growingio_pipeline.event_types import EVENT_TYPES, ColumnKind, EventType
+from growingio_pipeline.event_types import EVENT_TYPES, Column, ColumnKind, EventType
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.partitions import build_partitions_def
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
+from growingio_pipeline_tests.conftest import server_settings
 
 START_DATE = "202611150000"
 PARTITIONS_DEF = build_partitions_def("hour", START_DATE)
 EVENT_ASSETS = build_event_assets("hour", PARTITIONS_DEF)
 FINISHED_PARTITION = "202611290300"
 """03:00-04:00 Beijing on 2026-11-29: exported by the test servers' frozen 12:00 clock."""
+COUPON = EventType(
+    name="coupon",
+    title="Coupons",
+    description="A coupon issued to a visitor (a type only the tests' registry has).",
+    columns=(
+        Column("visitUserId"),
+        Column("sessionId"),
+        Column("issueTime", ColumnKind.TIME),
+        Column("amount", ColumnKind.DOUBLE),
+        Column("couponCount", ColumnKind.BIGINT),
+        Column("couponVariable", ColumnKind.MAP),
+    ),
+    bucket_column="issueTime",
+)
+"""An event type added to the registry alone (with ``monkeypatch.setitem(EVENT_TYPES, ...)``), as README's
+"Adding an event type" describes: no other file knows it."""
 
 
 def export_resource(server: LocalExportServer, **overrides: Any) -> GrowingIOExportResource:
     """Client settings for a test server, with short waits so faults resolve quickly."""
     settings: dict[str, Any] = {
-        "base_url": server.base_url,
-        "token": server.token,
-        "project_id": server.project_id,
+        **server_settings(server),
         "calls_per_second": 2.0,
         "backoff_base_s": 0.01,
         "running_poll_interval_s": 0.05,
@@ -49,11 +64,12 @@ def materialize_partition(
     selection: Sequence[str] | None = None,
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
+    assets: dg.AssetsDefinition = EVENT_ASSETS,
     **resource_overrides: Any,
 ) -> dg.ExecuteInProcessResult:
     """One real Dagster run of the event assets (all types, or ``selection`` like ``["page"]``)."""
     return dg.materialize(
-        [EVENT_ASSETS],
+        [assets],
         partition_key=partition_key,
         selection=[f"growingio/{name}" for name in selection] if selection else None,
         resources={
@@ -94,7 +110,7 @@ def expected_rows(server: LocalExportServer, event_type: EventType, partition_ke
     truth = server.ground_truth(event_type.name, partition_key[:10])
     kinds = [column.kind for column in event_type.columns]
     return sorted(
-        (tuple(_typed(text, kind) for text, kind in zip(row, kinds)) for row in truth.iter_rows()),
+        (tuple(_typed(text, kind) for text, kind in zip(row, kinds, strict=True)) for row in truth.iter_rows()),
         key=repr,
     )
 
@@ -129,7 +145,7 @@ def ledger(duckdb_path: Path) -> list[dict[str, Any]]:
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
         cursor = conn.execute("SELECT * FROM growingio._load_ledger ORDER BY started_at, event_type")
         names = [description[0] for description in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -14,15 +13,11 @@ from typing import Any
 import dagster as dg
 
 from growingio_pipeline.event_types import EVENT_TYPES
-from growingio_pipeline.export_api import ClientSettings
-from growingio_pipeline.local_server import FrozenClock, LocalExportServer
-from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
-from growingio_pipeline_tests.conftest import LOCAL_SERVER_NOW, LOCAL_SERVER_SETTINGS
+from growingio_pipeline.local_server import LocalExportServer
+from growingio_pipeline_tests.conftest import PROJECT_ROOT, start_server
 from growingio_pipeline_tests.pipeline_harness import (
-    EVENT_ASSETS,
     FINISHED_PARTITION,
     expected_rows,
-    export_resource,
     ledger,
     loaded_rows,
     materialize_partition,
@@ -30,12 +25,6 @@ from growingio_pipeline_tests.pipeline_harness import (
 )
 
 STEP = "growingio_export"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def start_server(**overrides: Any) -> LocalExportServer:
-    """A started test server with the suite-wide settings (same seed, so the same data)."""
-    return LocalExportServer(**{**LOCAL_SERVER_SETTINGS, "clock": FrozenClock(LOCAL_SERVER_NOW), **overrides}).start()
 
 
 def build_baseline(path: Path) -> Path:
@@ -51,43 +40,6 @@ def build_baseline(path: Path) -> Path:
 def copy_baseline(baseline: Path, directory: Path) -> Path:
     """A private copy of the baseline file, so each test starts from the same loaded state."""
     return Path(shutil.copy(baseline, directory / "events.duckdb"))
-
-
-class TunedExportResource(GrowingIOExportResource):
-    """The export resource with client settings the resource does not expose (timeouts, refreshes)."""
-
-    read_timeout_s: float = 60.0
-    max_link_refreshes: int = 3
-
-    def client_settings(self) -> ClientSettings:
-        """The resource's settings with this class's extra fields applied."""
-        return dataclasses.replace(
-            super().client_settings(), read_timeout_s=self.read_timeout_s, max_link_refreshes=self.max_link_refreshes
-        )
-
-
-def run_partition(
-    server: LocalExportServer,
-    duckdb_path: Path,
-    *,
-    selection: list[str] | None = None,
-    partition_key: str = FINISHED_PARTITION,
-    instance: dg.DagsterInstance | None = None,
-    **settings: Any,
-) -> dg.ExecuteInProcessResult:
-    """One Dagster run that may fail; ``settings`` are ``TunedExportResource`` fields."""
-    base = export_resource(server).model_dump()
-    return dg.materialize(
-        [EVENT_ASSETS],
-        partition_key=partition_key,
-        selection=[f"growingio/{name}" for name in selection] if selection else None,
-        resources={
-            "growingio": TunedExportResource(**{**base, **settings}),
-            "warehouse": WarehouseResource(database=str(duckdb_path)),
-        },
-        instance=instance,
-        raise_on_error=False,
-    )
 
 
 def step_failure_message(result: dg.ExecuteInProcessResult) -> str:
@@ -147,13 +99,12 @@ def assert_partition_equals_ground_truth(
 __all__ = [
     "FINISHED_PARTITION",
     "STEP",
-    "TunedExportResource",
     "assert_partition_equals_ground_truth",
     "build_baseline",
     "copy_baseline",
     "ledger",
+    "materialize_partition",
     "new_ledger_rows",
-    "run_partition",
     "start_server",
     "start_worker",
     "step_failure_message",

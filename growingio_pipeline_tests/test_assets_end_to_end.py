@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import dagster as dg
 import duckdb
 import pytest
 
+from growingio_pipeline import event_types
 from growingio_pipeline.assets import build_event_assets
 from growingio_pipeline.checks import EXPORT_STATUS
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.partitions import build_partitions_def
-from growingio_pipeline.resources import WarehouseResource
+from growingio_pipeline_tests.conftest import LOCAL_SERVER_NOW
 from growingio_pipeline_tests.pipeline_harness import (
+    COUPON,
     FINISHED_PARTITION,
+    PARTITIONS_DEF,
     expected_rows,
-    export_resource,
     ledger,
     loaded_rows,
     materialize_partition,
     table_snapshot,
 )
+from growingio_pipeline_tests.reliability_support import step_failure_message
 
 
 @pytest.fixture
@@ -60,9 +64,12 @@ def test_all_checks_pass_and_metadata_describes_the_load(local_server, duckdb_pa
         "session_id",
         "platform",
     ]
-    assert metadata["parts"].value > 1, "16 KiB test parts split the page export"
-    assert "?" not in metadata["sources"].value, "signed link query strings never reach metadata"
-    assert metadata["request_time"].value
+    parts = local_server.parts("page", FINISHED_PARTITION[:10])
+    assert metadata["parts"].value == len(parts) == 2, "16 KiB test parts split the page export"
+    sources = metadata["sources"].value.split("\n")
+    assert len(sources) == len(parts)
+    assert all(source.startswith("/exports/") and source.endswith(".csv.gz") for source in sources), "no host, no query"
+    assert metadata["request_time"].value == LOCAL_SERVER_NOW.strftime("%Y-%m-%d %H:%M")
     assert metadata["preview"].value.startswith("| visit_user_id |")
 
 
@@ -94,7 +101,9 @@ def test_map_columns_are_queryable_by_key(local_server, duckdb_path):
         prices = conn.execute(
             "SELECT count(*) FROM growingio.custom_event WHERE event_variable['price'] IS NOT NULL"
         ).fetchall()[0][0]
-    assert prices > 0
+    truth = local_server.ground_truth("custom_event", FINISHED_PARTITION[:10]).get_column("eventVariable")
+    assert prices == sum(1 for text in truth if text is not None and "price" in json.loads(text))
+    assert 0 < prices < len(truth), "some rows have the key, some do not"
 
 
 def test_not_exists_warns_and_leaves_duckdb_untouched(make_local_server, duckdb_path):
@@ -138,8 +147,10 @@ def test_running_past_the_deadline_asks_dagster_to_retry_not_a_check(make_local_
 
     assert not result.success
     assert not result.get_asset_check_evaluations()
-    step_events = [event.event_type_value for event in result.all_events]
-    assert "STEP_UP_FOR_RETRY" in step_events or "STEP_FAILURE" in step_events
+    step_events = [event.event_type_value for event in result.all_events if event.is_step_event]
+    # running_max_retries is 0 here: Dagster has no retry left, so the step fails at once.
+    assert step_events == ["STEP_START", "STEP_FAILURE"]
+    assert "still RUNNING" in step_failure_message(result)
     assert {row["status"] for row in ledger(duckdb_path)} == {"RUNNING"}
 
 
@@ -156,20 +167,18 @@ def test_a_load_that_fails_in_the_middle_keeps_the_previous_rows(make_local_serv
     assert not result.success
     assert table_snapshot(duckdb_path) == before
     failed = [row for row in ledger(duckdb_path) if row["status"] == "FAILED"]
-    assert failed and all("?" not in (row["error_msg"] or "") for row in failed)
+    assert sorted(row["event_type"] for row in failed) == sorted(EVENT_TYPES), "staging stops every type"
+    messages = {row["error_msg"] for row in failed}
+    assert len(messages) == 1
+    (message,) = messages
+    assert message.startswith("could not download 1 of 2 page part(s) intact") and "gzip check failed" in message
+    assert "?" not in message, "no link signature in the ledger"
 
 
 def test_daily_partitions_load_the_day_export(local_server, duckdb_path):
     day_assets = build_event_assets("day", build_partitions_def("day", "20261115"))
 
-    result = dg.materialize(
-        [day_assets],
-        partition_key="20261128",
-        resources={
-            "growingio": export_resource(local_server),
-            "warehouse": WarehouseResource(database=str(duckdb_path)),
-        },
-    )
+    result = materialize_partition(local_server, duckdb_path, "20261128", assets=day_assets)
 
     assert result.success
     assert local_server.api_calls[0].path.startswith("/v2/insights/day/")
@@ -177,3 +186,18 @@ def test_daily_partitions_load_the_day_export(local_server, duckdb_path):
     for event_type in EVENT_TYPES.values():
         expected = expected_rows(local_server, event_type, "20261128")
         assert loaded_rows(duckdb_path, event_type, "20261128") == expected, event_type.name
+
+
+def test_an_event_type_added_to_the_registry_alone_loads_like_the_others(make_local_server, duckdb_path, monkeypatch):
+    monkeypatch.setitem(event_types.EVENT_TYPES, COUPON.name, COUPON)
+    server = make_local_server()
+    assets = build_event_assets("hour", PARTITIONS_DEF)
+
+    result = materialize_partition(server, duckdb_path, selection=[COUPON.name], assets=assets)
+
+    assert result.success
+    expected = expected_rows(server, COUPON, FINISHED_PARTITION)
+    assert len(expected) == 20, "200 page rows an hour x DEFAULT_ROWS_PER_PAGE"
+    assert loaded_rows(duckdb_path, COUPON, FINISHED_PARTITION) == expected
+    evaluations = result.get_asset_check_evaluations()
+    assert [(e.asset_key.path[-1], e.passed) for e in evaluations] == [(COUPON.name, True)] * 4

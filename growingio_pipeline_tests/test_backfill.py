@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -14,10 +13,10 @@ import pytest
 
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.partitions import BEIJING, KEY_FORMATS
+from growingio_pipeline_tests.conftest import PROJECT_ROOT
 from growingio_pipeline_tests.dagster_processes import running_dagster_dev
 from growingio_pipeline_tests.pipeline_harness import expected_rows, loaded_rows
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIRST_HOUR = datetime(2026, 11, 27, 0, tzinfo=BEIJING)
 PARTITION_KEYS = [(FIRST_HOUR + timedelta(hours=h)).strftime(KEY_FORMATS["hour"]) for h in range(48)]
 BACKFILL_TIMEOUT_S = 1500
@@ -109,6 +108,7 @@ def test_backfill_of_48_hours_loads_every_partition_once_without_lock_errors(mak
             assert loaded_rows(duckdb_path, event_type, partition_key) == expected, (event_type.name, partition_key)
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
         ledger = conn.execute(
-            "SELECT status, count(*), count(DISTINCT (event_type, partition_key)) FROM growingio._load_ledger GROUP BY 1"
+            "SELECT status, count(*), count(DISTINCT (event_type, partition_key)) "
+            "FROM growingio._load_ledger GROUP BY 1"
         ).fetchall()
     assert ledger == [("LOADED", 480, 480)], "one successful attempt per (type, partition)"

@@ -1,69 +1,98 @@
 """The benchmark scripts run end to end at a tiny scale, and their equality checks hold.
 
-Only their correctness is asserted here: timings are reported by the scripts, never asserted.
+Only their correctness is asserted here, from the figures each writes with ``--json``: timings are reported
+by the scripts, never asserted.
 """
 
 from __future__ import annotations
 
-import re
+import json
+import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline.local_server.generator import row_count
+from growingio_pipeline_tests.conftest import PROJECT_ROOT
 
 
-def run_benchmark(script: str, *arguments: str) -> str:
-    """Run ``benchmarks/<script>`` with this interpreter; its stdout, after asserting it succeeded."""
+def run_benchmark(script: str, tmp_path: Path, *arguments: str) -> dict[str, Any]:
+    """Run ``benchmarks/<script>`` with this interpreter; the figures it wrote, after asserting it succeeded."""
+    figures = tmp_path / "figures.json"
     completed = subprocess.run(
-        [sys.executable, str(REPOSITORY / "benchmarks" / script), *arguments],
-        cwd=REPOSITORY,
+        [sys.executable, str(PROJECT_ROOT / "benchmarks" / script), *arguments, "--json", str(figures)],
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed.stdout
+    result: dict[str, Any] = json.loads(figures.read_text(encoding="utf-8"))
+    return result
 
 
 def test_ingest_benchmark_loads_equal_tables_with_all_three_engines(tmp_path: Path) -> None:
-    output = run_benchmark(
-        "ingest_benchmark.py", "--rows", "3000", "--reps", "1", "--memory-parts", "2", "--workdir", str(tmp_path)
+    figures = run_benchmark(
+        "ingest_benchmark.py",
+        tmp_path,
+        "--rows",
+        "3000",
+        "--reps",
+        "1",
+        "--memory-parts",
+        "2",
+        "--workdir",
+        str(tmp_path),
     )
 
-    assert "rows loaded: {'project': {3000}, 'duckdb': {3000}, 'pandas': {3000}}" in output
-    assert re.search(r"^tables equal, project vs duckdb: True \(0 rows only in project", output, re.MULTILINE)
-    assert re.search(r"^tables equal, project vs pandas: True \(0 rows only in project", output, re.MULTILINE)
-    assert re.search(r"^project, 2 part\(s\) of .*: 6,000 rows", output, re.MULTILINE)
+    assert figures["rows_loaded"] == {"project": [3000], "duckdb": [3000], "pandas": [3000]}
+    assert figures["differences"] == {
+        "duckdb": {"only_in_project": 0, "only_in_other": 0},
+        "pandas": {"only_in_project": 0, "only_in_other": 0},
+    }
+    assert [(run["parts"], run["rows"]) for run in figures["memory"]] == [(1, 3000), (2, 6000)]
 
 
 @pytest.mark.slow
-def test_backfill_benchmark_loads_every_partition_and_reports_the_overhead() -> None:
-    output = run_benchmark("backfill_benchmark.py", "--partitions", "2", "--rows-per-hour", "300")
+def test_backfill_benchmark_loads_every_partition_and_reports_the_overhead(tmp_path: Path) -> None:
+    figures = run_benchmark("backfill_benchmark.py", tmp_path, "--partitions", "2", "--rows-per-hour", "300")
 
-    assert re.search(r"^2 partitions x 10 types: [\d,]+ rows", output, re.MULTILINE)
-    assert "'page': 600" in output
-    assert re.search(
-        r"^orchestration overhead per partition \(run - data path\): median [\d.]+ s", output, re.MULTILINE
-    )
+    expected = {name: sum(row_count(name, f"20261128{hour:02d}", 300) for hour in range(2)) for name in EVENT_TYPES}
+    assert (figures["partitions"], figures["event_types"]) == (2, len(EVENT_TYPES))
+    assert figures["rows_per_table"] == expected
+    assert expected["page"] == 600
+    assert figures["rows_written"] == sum(expected.values())
+    assert isinstance(figures["median_overhead_s"], float)
 
 
-def test_local_server_benchmark_serves_every_part_with_its_content_length() -> None:
-    output = run_benchmark("local_server_benchmark.py", "--rows", "3000", "--reps", "1")
+def test_local_server_benchmark_serves_every_part_with_its_content_length(tmp_path: Path) -> None:
+    figures = run_benchmark("local_server_benchmark.py", tmp_path, "--rows", "3000", "--reps", "1")
 
-    assert "3,000 page rows" in output
-    assert re.search(r"^write_csv_parts vs the reference: [\d.]+x faster$", output, re.MULTILINE)
+    assert figures["rows"] == 3000
+    assert figures["parts"] == [1], "3,000 rows fit one part"
+    assert figures["bytes_served"][0] > 0
+    assert isinstance(figures["writer_speedup"], float) and math.isfinite(figures["writer_speedup"])
 
 
 @pytest.mark.slow
-def test_backfill_concurrency_benchmark_loads_exactly_the_generated_rows_at_each_concurrency() -> None:
-    output = run_benchmark(
-        "backfill_concurrency_benchmark.py", "--partitions", "3", "--rows-per-hour", "300", "--concurrency", "1", "2"
+def test_backfill_concurrency_benchmark_loads_exactly_the_generated_rows_at_each_concurrency(tmp_path: Path) -> None:
+    figures = run_benchmark(
+        "backfill_concurrency_benchmark.py",
+        tmp_path,
+        "--partitions",
+        "3",
+        "--rows-per-hour",
+        "300",
+        "--concurrency",
+        "1",
+        "2",
     )
 
-    assert re.search(r"^1 at a time: 3 partitions in .*rows as generated: True$", output, re.MULTILINE)
-    assert re.search(r"^2 at a time: 3 partitions in .*rows as generated: True$", output, re.MULTILINE)
-    assert re.search(r"^speed-up of 2 at a time over 1: [\d.]+x$", output, re.MULTILINE)
-    assert "every table holds exactly the generator's rows at every concurrency" in output
+    assert figures["rows_as_generated"] == {"1": True, "2": True}
+    assert figures["partitions_run"] == {"1": 3, "2": 3}
+    hours = [f"20261128{hour:02d}" for hour in range(3)]
+    assert figures["expected_rows"] == sum(row_count(name, hour, 300) for name in EVENT_TYPES for hour in hours)

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline_tests.conftest import PROJECT_ROOT
 from growingio_pipeline_tests.pipeline_harness import FINISHED_PARTITION, expected_rows, loaded_rows
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 
 
@@ -23,6 +23,12 @@ def _clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
 
 def _dagster(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([DAGSTER, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+MATERIALIZE_FINISHED_PARTITION = [
+    *("asset", "materialize", "-m", "growingio_pipeline.definitions"),
+    *("--select", "*", "--partition", FINISHED_PARTITION),
+]
 
 
 def test_definitions_validate_without_any_setting(tmp_path):
@@ -43,19 +49,7 @@ def test_asset_materialize_from_a_terminal_loads_every_type(local_server, tmp_pa
         GROWINGIO_START_DATE="202611150000",
     )
 
-    result = _dagster(
-        [
-            "asset",
-            "materialize",
-            "-m",
-            "growingio_pipeline.definitions",
-            "--select",
-            "*",
-            "--partition",
-            FINISHED_PARTITION,
-        ],
-        env,
-    )
+    result = _dagster(MATERIALIZE_FINISHED_PARTITION, env)
 
     assert result.returncode == 0, result.stdout + result.stderr
     for event_type in EVENT_TYPES.values():
@@ -72,19 +66,7 @@ def test_a_run_without_token_fails_with_a_clear_message(local_server, tmp_path):
         GROWINGIO_START_DATE="202611150000",
     )
 
-    result = _dagster(
-        [
-            "asset",
-            "materialize",
-            "-m",
-            "growingio_pipeline.definitions",
-            "--select",
-            "*",
-            "--partition",
-            FINISHED_PARTITION,
-        ],
-        env,
-    )
+    result = _dagster(MATERIALIZE_FINISHED_PARTITION, env)
 
     assert result.returncode != 0
     output = result.stdout + result.stderr

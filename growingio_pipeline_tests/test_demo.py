@@ -1,4 +1,5 @@
-"""The demo command: it reports its progress and tables, gives the same tables when run again, and leaves nothing running."""
+"""The demo command: it reports its progress and tables, gives the same tables when run again, and leaves
+nothing running."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from growingio_pipeline_tests.pipeline_harness import table_snapshot
 HOURS = 2
 PAGE_ROWS_PER_HOUR = 100
 DEMO_TIMEOUT_S = 300
-PROGRESS_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] partition (\d{12}): 10 tables, [\d,]+ rows in [\d.]+ s$", re.MULTILINE)
+PROGRESS_LINE = re.compile(
+    rf"^\[\s*(\d+)/(\d+)\] partition (\d{{12}}): {len(EVENT_TYPES)} tables, [\d,]+ rows in [\d.]+ s$", re.MULTILINE
+)
 TABLE_COUNT_LINE = re.compile(r"^  (\w+)\s+([\d,]+)$", re.MULTILINE)
 SERVER_LINE = re.compile(r"local GrowingIO export server at http://127\.0\.0\.1:(\d+)")
 

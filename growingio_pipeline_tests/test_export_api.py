@@ -23,31 +23,9 @@ from growingio_pipeline.export_api import (
     InvalidRequestError,
     ResponseFormatError,
 )
+from growingio_pipeline_tests.conftest import client_for
 
 FINISHED_HOUR = "2026112910"  # the fixtures' clock stands at 2026-11-29 12:00 Beijing time
-
-
-def client_for(server: Any, **overrides: Any) -> ExportClient:
-    """A client of ``server`` with fast retries and polling, so tests stay quick."""
-    values: dict[str, Any] = {
-        "base_url": server.base_url,
-        "token": server.token,
-        "project_id": server.project_id,
-        "calls_per_second": 50.0,
-        "backoff_base_s": 0.01,
-        "backoff_max_s": 0.05,
-        "running_poll_interval_s": 0.01,
-        "running_poll_max_interval_s": 0.02,
-        "running_deadline_s": 5.0,
-        **overrides,
-    }
-    return ExportClient(ClientSettings(**values))
-
-
-@pytest.fixture
-def fast_server(make_local_server: Any) -> Any:
-    """A server that allows many calls per second, for tests that make many calls."""
-    return make_local_server(calls_per_second=100.0)
 
 
 class _CannedServer(ThreadingHTTPServer):
@@ -69,7 +47,7 @@ class _CannedHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _CannedServer
 
-    def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
+    def do_GET(self) -> None:
         self.server.request_headers.append(dict(self.headers))
         self.send_response(self.server.status)
         self.send_header("Content-Type", "application/json")
@@ -77,7 +55,7 @@ class _CannedHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(self.server.body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -205,18 +183,19 @@ def test_running_twice_then_finished(make_local_server: Any) -> None:
 
 
 def test_running_past_the_deadline_raises_export_still_running(fast_server: Any) -> None:
-    with client_for(fast_server, running_deadline_s=0.2) as client:
-        with pytest.raises(ExportStillRunning) as caught:
-            client.wait_for_export("hour", "2026112911")
+    with client_for(fast_server, running_deadline_s=0.2) as client, pytest.raises(ExportStillRunning) as caught:
+        client.wait_for_export("hour", "2026112911")
     assert caught.value.export_date == "202611291100"
     assert "still RUNNING" in str(caught.value)
     assert len(fast_server.api_calls) >= 2
 
 
 def test_wrong_token_fails_at_once_with_a_clear_message(fast_server: Any) -> None:
-    with client_for(fast_server, token="wrong-token") as client:
-        with pytest.raises(AuthenticationError, match="check the API token") as caught:
-            client.request_export("hour", FINISHED_HOUR)
+    with (
+        client_for(fast_server, token="wrong-token") as client,
+        pytest.raises(AuthenticationError, match="check the API token") as caught,
+    ):
+        client.request_export("hour", FINISHED_HOUR)
     assert "wrong-token" not in str(caught.value)
     assert len(fast_server.api_calls) == 1
 

@@ -20,13 +20,8 @@ from growingio_pipeline.export_api import (
     ExportStatus,
     InvalidRequestError,
 )
-from growingio_pipeline_tests.test_export_api import FINISHED_HOUR, client_for
-
-
-@pytest.fixture
-def fast_server(make_local_server: Any) -> Any:
-    """Several parts per type (small parts) and many calls per second allowed."""
-    return make_local_server(calls_per_second=100.0, rows_per_hour=600, part_size_bytes=8 * 1024)
+from growingio_pipeline_tests.conftest import client_for
+from growingio_pipeline_tests.test_export_api import FINISHED_HOUR
 
 
 def csv_rows(paths: list[Path]) -> int:
@@ -55,7 +50,7 @@ def test_parts_download_in_parallel_and_match_the_ground_truth(fast_server: Any,
     links = result.download_links["page"]
     assert len(links) > 1, "the fixture should split page into several parts"
     assert [part.index for part in parts] == list(range(len(links)))
-    for part, link in zip(parts, links):
+    for part, link in zip(parts, links, strict=True):
         assert part.path.name == f"page-{part.index:05d}.csv.gz"
         assert part.size_bytes == part.path.stat().st_size > 0
         assert part.source == link.split("?")[0]

@@ -14,9 +14,8 @@ from growingio_pipeline.export_api import (
     InvalidRequestError,
     format_export_date,
     normalize_export_date,
-    redact_text,
-    redact_url,
 )
+from growingio_pipeline.redaction import redact_text, redact_url
 
 PROJECT = "9b0d1f56d5baff1a"
 
@@ -62,6 +61,10 @@ def test_normalize_export_date_rejects_malformed_dates(bad: object) -> None:
 )
 def test_redact_url_drops_query_userinfo_and_fragment(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+def test_redact_url_without_host_keeps_only_the_path() -> None:
+    assert redact_url("https://user:pw@cdn.example:8443/a/p.gz?Signature=s#f", keep_host=False) == "/a/p.gz"
 
 
 def test_redact_text_masks_secrets_and_query_strings_even_json_escaped() -> None:

@@ -21,7 +21,13 @@ from growingio_pipeline import event_types
 from growingio_pipeline.event_types import EVENT_TYPES, Column, ColumnKind
 from growingio_pipeline.local_server import BEIJING
 from growingio_pipeline.local_server.csv_writer import to_csv_text, write_csv_parts
-from growingio_pipeline.local_server.generator import ROWS_PER_PAGE, generate_export, generate_hour
+from growingio_pipeline.local_server.generator import (
+    DEFAULT_ROWS_PER_PAGE,
+    generate_export,
+    generate_hour,
+    rows_per_page,
+)
+from growingio_pipeline_tests.pipeline_harness import COUPON
 
 HOUR = "2026112910"
 PREVIOUS_HOUR = "2026112909"
@@ -38,7 +44,7 @@ def test_every_registry_column_in_order_as_text(event_type: str) -> None:
 
     assert frame.columns == [column.vendor_name for column in EVENT_TYPES[event_type].columns]
     assert set(frame.dtypes) == {pl.Utf8}
-    assert frame.height == math.ceil(400 * ROWS_PER_PAGE[event_type])
+    assert frame.height == math.ceil(400 * rows_per_page(event_type))
 
 
 @pytest.mark.parametrize("event_type", list(EVENT_TYPES))
@@ -162,13 +168,28 @@ def test_a_day_is_its_24_hours() -> None:
     assert day.equals(pl.concat([hour_of("evar", f"20261128{hour:02d}") for hour in range(24)]))
 
 
-def test_a_registry_column_without_a_recipe_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_registry_column_without_a_recipe_gets_values_of_its_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     vstr = EVENT_TYPES["vstr"]
-    extended = dataclasses.replace(vstr, columns=(*vstr.columns, Column("favouriteColour")))
+    extended = dataclasses.replace(vstr, columns=(*vstr.columns, Column("favouriteCount", ColumnKind.BIGINT)))
     monkeypatch.setitem(event_types.EVENT_TYPES, "vstr", extended)
 
-    with pytest.raises(LookupError, match="favourite_colour"):
-        hour_of("vstr")
+    counts = hour_of("vstr").get_column("favouriteCount")
+
+    assert counts.drop_nulls().str.contains(r"^\d+$").all()
+    assert 0 < counts.null_count() < len(counts)
+
+
+def test_a_type_only_the_registry_knows_is_generated_inside_its_hour(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(event_types.EVENT_TYPES, "coupon", COUPON)
+
+    frame = hour_of("coupon")
+
+    assert frame.columns == [column.vendor_name for column in COUPON.columns]
+    assert frame.height == math.ceil(400 * DEFAULT_ROWS_PER_PAGE)
+    start_ms = int(datetime(2026, 11, 29, 10, tzinfo=BEIJING).timestamp() * 1000)
+    issued = frame.get_column("issueTime").cast(pl.Int64)
+    assert issued.min() >= start_ms and issued.max() < start_ms + 3_600_000
+    assert frame.get_column("visitUserId").null_count() == 0, "a session's event names its visitor"
 
 
 def test_bad_generator_arguments_are_rejected() -> None:
@@ -247,7 +268,7 @@ def test_a_day_with_empty_hours_concatenates_for_the_writer() -> None:
     day = generate_export("ads_track_click", "20261128", **SETTINGS, enum_columns=True)
     text_day = generate_export("ads_track_click", "20261128", **SETTINGS)
 
-    assert day.height == text_day.height == 21 * math.ceil(400 * ROWS_PER_PAGE["ads_track_click"])
+    assert day.height == text_day.height == 21 * math.ceil(400 * rows_per_page("ads_track_click"))
     assert to_csv_text(day) == to_csv_text(text_day)
 
 

@@ -26,11 +26,6 @@ LINK = re.compile(
 )
 
 
-@pytest.fixture
-def server(make_local_server) -> LocalExportServer:
-    return make_local_server(calls_per_second=1000.0)
-
-
 def links_of(
     server: LocalExportServer, event_type: str, export_date: str = FINISHED_HOUR, expire: int = 5
 ) -> list[str]:

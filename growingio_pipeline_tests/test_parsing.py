@@ -100,7 +100,10 @@ def test_typed_columns_are_exact(tmp_path: Path) -> None:
     indexes = ["0", "-9223372036854775808", "9223372036854775807", "+7", "007"]
     numbers = ["1.5", "-0.25", "1e3", "123456789.123456789", "2"]
     header = ["sendTime", "time", "index", "requestValue", "actionRequestId"]
-    rows = [[str(epoch_ms(t)), str(epoch_ms(t)), i, "007", f"wa{n}"] for t, i, n in zip(times, indexes, numbers)]
+    rows = [
+        [str(epoch_ms(t)), str(epoch_ms(t)), i, "007", f"wa{n}"]
+        for t, i, n in zip(times, indexes, numbers, strict=True)
+    ]
     data, rejects, _ = parse(ACTION, write_part(tmp_path / "a.csv.gz", header, rows))
 
     assert rejects.height == 0
@@ -129,7 +132,9 @@ def test_any_table_of_strings_reads_back_identically(rows: list[tuple[str | None
         part = write_part(Path(directory) / "p.csv.gz", header, rows, quote_all=quote_all)
         data, rejects, _ = parse(EVENT_TYPES["evar"], part)
     assert rejects.height == 0
-    read_back = list(zip(*(data.get_column(name).to_list() for name in ["visit_user_id", "session_id", "domain"])))
+    read_back = list(
+        zip(*(data.get_column(name).to_list() for name in ["visit_user_id", "session_id", "domain"]), strict=True)
+    )
     assert read_back == rows
 
 
@@ -197,7 +202,7 @@ def test_rows_with_wrong_field_count_or_bad_numbers_are_rejected_the_rest_loads(
     data, rejects, _ = parse(EVENT_TYPES["action_tag"], part)
 
     assert data.get_column("action_request_id").to_list() == ["ok-1", "ok-2"]
-    by_reason = dict(zip(rejects.get_column("raw_text"), rejects.get_column("reason")))
+    by_reason = dict(zip(rejects.get_column("raw_text"), rejects.get_column("reason"), strict=True))
     assert by_reason["2,too,many,fields"] == "expected 3 fields, found 4"
     assert by_reason["3,too-few"] == "expected 3 fields, found 2"
     typed_rejects = rejects.filter(pl.col("row_number").is_not_null()).sort("row_number")

@@ -26,8 +26,8 @@ from growingio_pipeline_tests.reliability_support import (
     build_baseline,
     copy_baseline,
     ledger,
+    materialize_partition,
     new_ledger_rows,
-    run_partition,
     start_server,
     start_worker,
     table_snapshot,
@@ -94,7 +94,7 @@ def test_sigkill_inside_the_open_transaction_leaves_the_table_and_the_next_run_c
     staging_root = duckdb_path.parent / STAGING_FOLDER
     assert list(staging_root.glob(f"run-*-{worker.pid}-*")), "the killed run had staged its parts"
 
-    result = run_partition(large_server, duckdb_path, selection=["page"])
+    result = materialize_partition(large_server, duckdb_path, selection=["page"], raise_on_error=False)
 
     assert result.success
     assert not list(staging_root.iterdir()), "the next run removed the killed run's staged parts, then its own"

@@ -22,8 +22,8 @@ from growingio_pipeline_tests.reliability_support import (
     build_baseline,
     copy_baseline,
     ledger,
+    materialize_partition,
     new_ledger_rows,
-    run_partition,
     start_server,
     step_failure_message,
     table_snapshot,
@@ -142,7 +142,9 @@ def faulty_run(baseline: Path, tmp_path: Path):
         server = start_server(**case.server_settings)
         started.append(server)
         case.inject(server)
-        result = run_partition(server, duckdb_path, selection=SELECTION, **case.run_settings)
+        result = materialize_partition(
+            server, duckdb_path, selection=SELECTION, **case.run_settings, raise_on_error=False
+        )
         return server, duckdb_path, result, before_rows, new_ledger_rows(duckdb_path, before_ledger)
 
     yield run

@@ -34,8 +34,8 @@ from growingio_pipeline_tests.reliability_support import (
     build_baseline,
     copy_baseline,
     ledger,
+    materialize_partition,
     new_ledger_rows,
-    run_partition,
     start_server,
     step_failure_message,
     table_snapshot,
@@ -86,7 +86,7 @@ def rejects(duckdb_path: Path) -> list[dict[str, Any]]:
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
         cursor = conn.execute("SELECT * FROM growingio._rejects ORDER BY reason")
         names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
@@ -115,7 +115,7 @@ def test_rows_with_more_or_fewer_fields_are_rejected_with_reason_and_part(server
     text = dialect_text(HEADER, good) + '"1","1","wa-short"\n"1","1","wa-long","1","h","surplus"\n'
     server.override_parts("action", EXPORT_HOUR, [gzip.compress(text.encode())])
 
-    result = run_partition(server, duckdb_path, selection=["action"])
+    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
 
     assert result.success
     assert action_rows(duckdb_path) == [("wa1", 1, "https://example.com/"), ("wa2", 1, "https://example.com/")]
@@ -131,7 +131,7 @@ def test_rows_with_more_or_fewer_fields_are_rejected_with_reason_and_part(server
 def test_text_in_a_bigint_column_rejects_that_row_only(server, duckdb_path) -> None:
     server.override_parts("action", EXPORT_HOUR, [gzip_part(HEADER, [action_row(1), action_row(2, index="seven")])])
 
-    result = run_partition(server, duckdb_path, selection=["action"])
+    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
 
     assert result.success
     assert action_rows(duckdb_path) == [("wa1", 1, "https://example.com/")]
@@ -146,7 +146,7 @@ def test_an_unknown_column_is_kept_and_a_missing_one_loads_as_null(server, duckd
     rows = [[*action_row(1)[:-1], "surprise"]]
     server.override_parts("action", EXPORT_HOUR, [gzip_part(header, rows)])
 
-    result = run_partition(server, duckdb_path, selection=["action"])
+    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
 
     assert result.success
     assert action_rows(duckdb_path, "action_request_id, href, _extra_columns") == [
@@ -162,7 +162,7 @@ def test_a_ten_megabyte_field_loads_exactly(server, duckdb_path) -> None:
     huge = "长" * 1_000_000 + 'a "quoted", \\escaped\\ value\n' * 250_000  # about 10 MB of UTF-8
     server.override_parts("action", EXPORT_HOUR, [gzip_part(HEADER, [action_row(1, href=huge), action_row(2)])])
 
-    result = run_partition(server, duckdb_path, selection=["action"])
+    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
 
     assert result.success
     assert len(huge.encode()) >= 10_000_000
@@ -174,21 +174,23 @@ def test_invalid_utf8_fails_the_run_and_keeps_the_rows(server, duckdb_path) -> N
     text = dialect_text(HEADER, [action_row(1)]).encode() + b'"1","1","wa\xff\xfe","1",""\n'
     server.override_parts("action", EXPORT_HOUR, [gzip.compress(text)])
 
-    result = run_partition(server, duckdb_path, selection=["action"])
+    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
 
     assert_failed_and_nothing_changed(result, duckdb_path, before, before_ledger, "invalid UTF-8")
 
 
 def test_an_html_page_instead_of_gzip_is_fetched_again_then_fails(server, duckdb_path) -> None:
     server.faults.html_next_downloads(1)
-    recovered = run_partition(server, duckdb_path, selection=["action"])
+    recovered = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
     assert recovered.success
     assert_partition_equals_ground_truth(server, duckdb_path, ["action"])
 
     before, before_ledger = table_snapshot(duckdb_path), ledger(duckdb_path)
     server.faults.html_next_downloads(1000)
 
-    result = run_partition(server, duckdb_path, selection=["action"], max_link_refreshes=1)
+    result = materialize_partition(
+        server, duckdb_path, selection=["action"], max_link_refreshes=1, raise_on_error=False
+    )
 
     assert_failed_and_nothing_changed(result, duckdb_path, before, before_ledger, "not a gzip file")
 
@@ -198,7 +200,7 @@ def test_a_gzipped_html_page_is_not_taken_for_an_export(server, duckdb_path) -> 
     page = b"<html><head><title>404 Not Found</title></head><body>No such key</body></html>\n"
     server.override_parts("action", EXPORT_HOUR, [gzip.compress(page)])
 
-    result = run_partition(server, duckdb_path, selection=["action"])
+    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
 
     assert_failed_and_nothing_changed(result, duckdb_path, before, before_ledger, "header matches no action column")
 
@@ -250,7 +252,7 @@ def test_an_api_answer_with_wrong_types_or_schemes_fails_the_run_and_keeps_the_r
     before, before_ledger = table_snapshot(duckdb_path), ledger(duckdb_path)
     server.override_next_api_responses(body)
 
-    result = run_partition(server, duckdb_path, selection=["action"])
+    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
 
     assert_failed_and_nothing_changed(result, duckdb_path, before, before_ledger, message)
     assert not server.download_calls, "nothing was downloaded from an unusable answer"
@@ -261,7 +263,7 @@ def test_links_for_an_unknown_event_type_are_ignored_and_the_known_types_load(
 ) -> None:
     server.override_next_api_responses(finished({"not_a_type": ["https://example.com/x.csv.gz"]}))
 
-    result = run_partition(server, duckdb_path, selection=["action"])
+    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
 
     assert result.success
     assert_partition_equals_ground_truth(server, duckdb_path, ["action"])
@@ -275,7 +277,7 @@ def test_rows_far_outside_the_partition_window_load_and_the_check_warns(server, 
     rows = [action_row(1), [str(late), str(late), "wa9", "1", None]]
     server.override_parts("action", EXPORT_HOUR, [gzip_part(HEADER, rows)])
 
-    result = run_partition(server, duckdb_path, selection=["action"])
+    result = materialize_partition(server, duckdb_path, selection=["action"], raise_on_error=False)
 
     assert result.success
     assert [row[0] for row in action_rows(duckdb_path)] == ["wa1", "wa9"]

@@ -29,7 +29,7 @@ from growingio_pipeline_tests.reliability_support import (
     FINISHED_PARTITION,
     build_baseline,
     copy_baseline,
-    run_partition,
+    materialize_partition,
     start_server,
     step_failure_message,
     table_snapshot,
@@ -93,14 +93,18 @@ def test_no_token_or_link_signature_in_logs_metadata_errors_ledger_or_storage(
     instance_dir.mkdir()
     with dg.DagsterInstance.local_temp(str(instance_dir)) as instance:
         secret_server.faults.truncate_next_downloads(1000)  # failures whose messages are about links
-        failed_downloads = run_partition(secret_server, duckdb_path, instance=instance, max_link_refreshes=1)
+        failed_downloads = materialize_partition(
+            secret_server, duckdb_path, instance=instance, max_link_refreshes=1, raise_on_error=False
+        )
         secret_server.faults.reset()
-        loaded = run_partition(secret_server, duckdb_path, instance=instance)
+        loaded = materialize_partition(secret_server, duckdb_path, instance=instance, raise_on_error=False)
         secret_server.error_hours[EXPORT_HOUR] = f"could not write {a_link} (Authorization: {SECRET_TOKEN})"
-        vendor_error = run_partition(secret_server, duckdb_path, instance=instance)
+        vendor_error = materialize_partition(secret_server, duckdb_path, instance=instance, raise_on_error=False)
         del secret_server.error_hours[EXPORT_HOUR]
         secret_server.faults.fail_next_api_calls(1000)
-        unavailable = run_partition(secret_server, duckdb_path, instance=instance, max_retries=1)
+        unavailable = materialize_partition(
+            secret_server, duckdb_path, instance=instance, max_retries=1, raise_on_error=False
+        )
         secret_server.faults.reset()
         results = [failed_downloads, loaded, vendor_error, unavailable]
 
@@ -116,7 +120,7 @@ def test_a_wrong_token_is_not_echoed(secret_server: LocalExportServer, tmp_path:
     caplog.set_level(logging.DEBUG)
     wrong = "tok-wrong-0a1b2c3d4e5f"
 
-    result = run_partition(secret_server, tmp_path / "events.duckdb", token=wrong)
+    result = materialize_partition(secret_server, tmp_path / "events.duckdb", token=wrong, raise_on_error=False)
 
     assert not result.success
     message = step_failure_message(result)
@@ -136,7 +140,7 @@ def test_tables_and_columns_come_only_from_the_registry(secret_server, baseline:
         {"status": "FINISHED", "exportDate": EXPORT_HOUR, "downloadLinks": {"page; DROP TABLE growingio.visit": []}}
     )
 
-    result = run_partition(secret_server, duckdb_path, selection=["action"])
+    result = materialize_partition(secret_server, duckdb_path, selection=["action"], raise_on_error=False)
 
     assert result.success, step_failure_message(result)
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
@@ -180,7 +184,7 @@ def test_tables_and_columns_come_only_from_the_registry(secret_server, baseline:
 def test_a_bad_project_id_or_base_url_fails_before_any_request(
     secret_server: LocalExportServer, tmp_path: Path, settings: dict, message: str
 ) -> None:
-    result = run_partition(secret_server, tmp_path / "events.duckdb", **settings)
+    result = materialize_partition(secret_server, tmp_path / "events.duckdb", **settings, raise_on_error=False)
 
     assert not result.success
     assert message in step_failure_message(result)
@@ -202,5 +206,7 @@ def test_a_bad_export_date_is_refused_before_any_request(secret_server: LocalExp
 
 def test_dagster_refuses_a_partition_key_outside_the_partitions(secret_server, tmp_path: Path) -> None:
     with pytest.raises(dg.DagsterUnknownPartitionError, match="Could not find a partition"):
-        run_partition(secret_server, tmp_path / "events.duckdb", partition_key="2026112903/../..")
+        materialize_partition(
+            secret_server, tmp_path / "events.duckdb", partition_key="2026112903/../..", raise_on_error=False
+        )
     assert not secret_server.api_calls

@@ -66,7 +66,7 @@ def test_awkward_strings_and_typed_values_round_trip_through_duckdb(conn, tmp_pa
     header = ["title", "referrer", "sendTime", "time"]
     rows = [
         [value, value, str(int(t.timestamp() * 1000)), str(-1 - i)]
-        for i, (value, t) in enumerate(zip(AWKWARD_STRINGS, send_times))
+        for i, (value, t) in enumerate(zip(AWKWARD_STRINGS, send_times, strict=True))
     ]
     summary = load(conn, PAGE, tmp_path, header, rows)
 
@@ -200,7 +200,8 @@ def test_unknown_columns_land_in_extra_columns_and_missing_ones_are_null(conn, t
     assert summary.unknown_columns == ("newVendorColumn",)
     assert "clickUrl" in summary.missing_columns
     stored = conn.execute(
-        "SELECT imei, channel_id, _extra_columns, click_url, ads_variable FROM growingio.ads_track_click ORDER BY event_time"
+        "SELECT imei, channel_id, _extra_columns, click_url, ads_variable "
+        "FROM growingio.ads_track_click ORDER BY event_time"
     ).fetchall()
     assert stored == [
         ("860", "ch", {"newVendorColumn": "v"}, None, None),
@@ -231,7 +232,8 @@ def test_rejected_rows_go_to_rejects_with_reason_and_source_the_rest_loads(conn,
     assert (summary.rows_read, summary.rows_loaded, summary.rows_rejected) == (4, 2, 2)
     assert conn.execute("SELECT action_request_id FROM growingio.action ORDER BY 1").fetchall() == [("ok",), ("ok2",)]
     rejects = conn.execute(
-        f"SELECT event_type, partition_key, source_part, row_number, reason, raw_text FROM {REJECTS_TABLE} ORDER BY reason"
+        "SELECT event_type, partition_key, source_part, row_number, reason, raw_text "
+        f"FROM {REJECTS_TABLE} ORDER BY reason"
     ).fetchall()
     assert rejects == [
         (

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from growingio_pipeline import warehouse
@@ -83,7 +84,7 @@ def test_a_corrupt_second_part_leaves_everything_as_it_was(conn, tmp_path: Path,
     corrupt = staged(tmp_path, "corrupt.csv.gz", page_rows("bad", 7))
     corrupt.staged_path.write_bytes(corrupt.staged_path.read_bytes()[:200])
 
-    with pytest.raises(Exception):
+    with pytest.raises(pa.ArrowInvalid, match="Not an Arrow file"):
         replace_partition(conn, PAGE, HOUR_3, [good, corrupt])
 
     assert snapshot(conn) == loaded
@@ -93,7 +94,7 @@ def test_a_corrupt_second_part_leaves_everything_as_it_was(conn, tmp_path: Path,
 def test_a_staged_file_gone_before_the_insert_leaves_everything_as_it_was(conn, tmp_path: Path, loaded) -> None:
     gone = staged(tmp_path, "gone.csv.gz", page_rows("gone", 2))
     gone.staged_path.unlink()
-    with pytest.raises(Exception):
+    with pytest.raises(FileNotFoundError):
         replace_partition(conn, PAGE, HOUR_3, [gone])
     assert snapshot(conn) == loaded
 

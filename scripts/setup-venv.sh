@@ -7,6 +7,7 @@ command -v "$python_bin" >/dev/null || python_bin=python3
 if [ ! -x .venv/bin/python ]; then
   echo "creating .venv with $("$python_bin" --version)"
   "$python_bin" -m venv .venv
+  # Only a new venv's pip is upgraded: once per venv, not on every run.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"

@@ -7,7 +7,8 @@ and overrides let tests provoke every failure a real export can show; ``ground_t
 exact rows without HTTP.
 """
 
-from growingio_pipeline.local_server.clock import BEIJING, FrozenClock
+from growingio_pipeline.event_types import BEIJING
+from growingio_pipeline.local_server.clock import FrozenClock
 from growingio_pipeline.local_server.faults import Faults
 from growingio_pipeline.local_server.server import CallRecord, LocalExportServer
 

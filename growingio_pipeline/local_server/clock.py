@@ -6,9 +6,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from growingio_pipeline.event_types import BEIJING
-
-HOUR_FORMAT = "%Y%m%d%H"
-DAY_FORMAT = "%Y%m%d"
+from growingio_pipeline.export_contract import DAY_FORMAT, HOUR_FORMAT
 
 
 def utc_now() -> datetime:

@@ -11,9 +11,11 @@ the same rows on any machine. Rows of one hour join the way the vendor's tables 
   (up to 3 days before) by device id (idfa, IMEI, androidId, OAID), or only by IP and user agent,
   or no click at all, and then carries that click's link, campaign and channel.
 
-Row counts are ``rows_per_hour`` page rows times ``ROWS_PER_PAGE[type]``; the ad types have no
-rows in ``ADS_QUIET_HOURS`` (Beijing). Values include what real exports contain: Chinese text,
-commas, quotes, backslashes, LF and CRLF inside values, empty strings, NULLs and very long URLs.
+Row counts are ``rows_per_hour`` page rows times ``rows_per_page(type)``; the ad types have no
+rows in ``ADS_QUIET_HOURS`` (Beijing). A type only the registry knows is generated too: the events of
+random sessions, at ``DEFAULT_ROWS_PER_PAGE``, its other columns drawn by column kind. Values include
+what real exports contain: Chinese text, commas, quotes, backslashes, LF and CRLF inside values, empty
+strings, NULLs and very long URLs.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from growingio_pipeline.event_types import EVENT_TYPES, get_event_type
-from growingio_pipeline.local_server.clock import HOUR_FORMAT, hours_of, parse_export_date
+from growingio_pipeline.event_types import EVENT_TYPES, Column, ColumnKind, EventType, get_event_type
+from growingio_pipeline.export_contract import HOUR_FORMAT
+from growingio_pipeline.local_server.clock import hours_of, parse_export_date
 
 ROWS_PER_PAGE: dict[str, float] = {
     "visit": 0.25,  # four page views per session
@@ -48,11 +51,16 @@ ROWS_PER_PAGE: dict[str, float] = {
 }
 """Rows of each type per page row in an hour."""
 
+DEFAULT_ROWS_PER_PAGE = 0.1
+"""Rows per page row of a registry type that ``ROWS_PER_PAGE`` does not name."""
+
 ADS_QUIET_HOURS = frozenset({2, 3, 4})
 """Beijing hours in which the ad types have no rows (a type can be empty in an hour)."""
 
-if set(ROWS_PER_PAGE) != set(EVENT_TYPES):
-    raise RuntimeError(f"ROWS_PER_PAGE must name exactly the registry's types: {sorted(EVENT_TYPES)}")
+if not set(ROWS_PER_PAGE) <= set(EVENT_TYPES):
+    raise RuntimeError(
+        f"ROWS_PER_PAGE names types the registry does not have: {sorted(set(ROWS_PER_PAGE) - set(EVENT_TYPES))}"
+    )
 
 _HOUR_MS = 3_600_000
 _PREVIOUS_HOUR_PAGE_SHARE = 0.1
@@ -79,7 +87,12 @@ def row_count(event_type: str, export_date: str, rows_per_hour: int) -> int:
     if event_type.startswith("ads_") and parse_export_date(export_date).hour in ADS_QUIET_HOURS:
         return 0
     # Rounding up gives every type with rows at least one session and page to belong to.
-    return math.ceil(rows_per_hour * ROWS_PER_PAGE[get_event_type(event_type).name])
+    return math.ceil(rows_per_hour * rows_per_page(event_type))
+
+
+def rows_per_page(event_type: str) -> float:
+    """Rows of ``event_type`` per page row in an hour."""
+    return ROWS_PER_PAGE.get(get_event_type(event_type).name, DEFAULT_ROWS_PER_PAGE)
 
 
 def generate_hour(event_type: str, export_date: str, *, project_id: str, seed: int, rows_per_hour: int) -> pl.DataFrame:
@@ -126,11 +139,11 @@ def _hour_frame(event_type: str, export_date: str, *, project_id: str, seed: int
     n = row_count(event_type, export_date, rows_per_hour)
     if n == 0:
         return pl.DataFrame({column.vendor_name: pl.Series([], dtype=pl.Utf8) for column in spec.columns})
-    linked = _LINKED[spec.name](hour, n)
+    linked = _LINKED.get(spec.name, _linked_by_default(spec))(hour, n)
     rng = hour.rng(f"columns:{spec.name}")
     columns: dict[str, pl.Series] = {}
     for column in spec.columns:
-        values = linked[column.vendor_name] if column.vendor_name in linked else _recipe_for(column.name)(rng, n)
+        values = linked[column.vendor_name] if column.vendor_name in linked else _recipe_for(column)(rng, n)
         columns[column.vendor_name] = values.alias(column.vendor_name)
     unknown = set(linked) - set(columns)
     if unknown:
@@ -228,7 +241,7 @@ class _Sessions:
     def count(self) -> int:
         return len(self.user_index)
 
-    def take(self, index: np.ndarray) -> "_Sessions":
+    def take(self, index: np.ndarray) -> _Sessions:
         return _Sessions(
             self.user_index[index],
             self.visit_user_id[index],
@@ -239,7 +252,7 @@ class _Sessions:
         )
 
     @staticmethod
-    def concat(first: "_Sessions", second: "_Sessions") -> "_Sessions":
+    def concat(first: _Sessions, second: _Sessions) -> _Sessions:
         return _Sessions(
             np.concatenate([first.user_index, second.user_index]),
             np.concatenate([first.visit_user_id, second.visit_user_id]),
@@ -288,7 +301,7 @@ class _Hour:
         """Hours since the epoch: packs with a row number into a unique id key."""
         return self.start_ms // _HOUR_MS
 
-    def previous(self) -> "_Hour":
+    def previous(self) -> _Hour:
         earlier = parse_export_date(self.export_date) - timedelta(hours=1)
         return _Hour(self.project_id, self.seed, earlier.strftime(HOUR_FORMAT), self.rows_per_hour)
 
@@ -304,7 +317,8 @@ class _Hour:
     def window(self, rng: np.random.Generator, low_ms: np.ndarray) -> np.ndarray:
         """A random instant in [max(low, hour start), hour end) for each low bound."""
         low = np.maximum(low_ms, self.start_ms)
-        return low + np.floor(rng.random(len(low)) * (self.end_ms - low)).astype(np.int64)
+        instants: np.ndarray = low + np.floor(rng.random(len(low)) * (self.end_ms - low)).astype(np.int64)
+        return instants
 
     def client_time(self, rng: np.random.Generator, send_ms: np.ndarray) -> np.ndarray:
         """The client's clock: a little before the server received the event."""
@@ -468,7 +482,9 @@ def _linked_page(hour: _Hour, n: int) -> dict[str, pl.Series]:
     }
 
 
-def _page_event_columns(hour: _Hour, page_index: np.ndarray, send_ms: np.ndarray, rng: np.random.Generator):
+def _page_event_columns(
+    hour: _Hour, page_index: np.ndarray, send_ms: np.ndarray, rng: np.random.Generator
+) -> dict[str, pl.Series]:
     """Columns of an event that happened on a page: its session, page and times."""
     pages = hour.pages
     sessions = pages.sessions.take(page_index)
@@ -608,6 +624,20 @@ def _linked_ads_activation(hour: _Hour, n: int) -> dict[str, pl.Series]:
     columns["visit_user_id"] = _ascii_rows(sessions.visit_user_id)
     columns["send_time"] = _ms_text(hour.window(rng, sessions.start_ms))
     return _by_vendor_name("ads_track_activation", columns)
+
+
+def _linked_by_default(spec: EventType) -> Callable[[_Hour, int], dict[str, pl.Series]]:
+    """A type only the registry knows: events of random sessions, its bucketing time inside the hour."""
+    session_event = _linked_session_event(spec.name)
+
+    def linked(hour: _Hour, n: int) -> dict[str, pl.Series]:
+        columns = session_event(hour, n)
+        if spec.bucket_column not in columns:
+            rng = hour.rng(f"bucket:{spec.name}")
+            columns[spec.bucket_column] = _ms_text(hour.window(rng, np.full(n, hour.start_ms, dtype=np.int64)))
+        return columns
+
+    return linked
 
 
 _LINKED: dict[str, Callable[[_Hour, int], dict[str, pl.Series]]] = {
@@ -800,11 +830,21 @@ _RECIPE_FAMILIES: tuple[tuple[re.Pattern[str], Recipe], ...] = (
 )
 
 
-def _recipe_for(column_name: str) -> Recipe:
-    """The value recipe for a registry column; a loud error if there is none."""
-    if column_name in _RECIPES:
-        return _RECIPES[column_name]
+_KIND_RECIPES: dict[ColumnKind, Recipe] = {
+    ColumnKind.STRING: _TEXT,
+    ColumnKind.BIGINT: _with_nulls(_integers(0, 1000), null_share=0.2),
+    ColumnKind.DOUBLE: _with_nulls(_decimals(0.0, 1000.0, 3), null_share=0.2),
+    ColumnKind.TIME: _integers(1_700_000_000_000, 1_800_000_000_000),  # epoch ms, 2023-2027
+    ColumnKind.MAP: _json_maps({"key": "value"}, {"quote": 'a "b"', "comma": "c,d"}, {}),
+}
+"""Values of a column without a recipe of its own (a column only the registry knows), by kind."""
+
+
+def _recipe_for(column: Column) -> Recipe:
+    """The value recipe for a registry column: its own, its family's, or its kind's."""
+    if column.name in _RECIPES:
+        return _RECIPES[column.name]
     for pattern, recipe in _RECIPE_FAMILIES:
-        if pattern.fullmatch(column_name):
+        if pattern.fullmatch(column.name):
             return recipe
-    raise LookupError(f"the local server has no value recipe for registry column {column_name!r}")
+    return _KIND_RECIPES[column.kind]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,14 +19,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 
-from growingio_pipeline.event_types import EVENT_TYPES, RETENTION_DAYS, get_event_type
-from growingio_pipeline.local_server.clock import BEIJING, parse_export_date, utc_now
+from growingio_pipeline.event_types import BEIJING, EVENT_TYPES, RETENTION_DAYS, get_event_type
+from growingio_pipeline.export_contract import EXPORT_DATE_FORMATS, EXPORT_TYPES, MAX_EXPIRE_MINUTES
+from growingio_pipeline.local_server.clock import parse_export_date, utc_now
 from growingio_pipeline.local_server.csv_writer import (
     DEFAULT_COMPRESSLEVEL,
     DEFAULT_PART_SIZE_BYTES,
@@ -36,8 +39,6 @@ from growingio_pipeline.local_server.generator import generate_export
 
 logger = logging.getLogger(__name__)
 
-EXPORT_TYPES = ("hour", "day")
-MAX_EXPIRE_MINUTES = 10080
 DEFAULT_EXPIRE_MINUTES = 5
 HOUR_LATENCY = timedelta(minutes=40)
 NIGHT_HOUR_LATENCY = timedelta(minutes=60)
@@ -184,12 +185,12 @@ class LocalExportServer:
         self._overridden_responses: list[Any] = []
         self._polls: dict[tuple[str, str], int] = {}
         self._stopping = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> "LocalExportServer":
+    def start(self) -> LocalExportServer:
         """Bind the port and serve in a background thread."""
         if self._httpd is not None:
             raise RuntimeError("the server is already running")
@@ -214,7 +215,7 @@ class LocalExportServer:
             self._thread.join()
         self._httpd, self._thread = None, None
 
-    def __enter__(self) -> "LocalExportServer":
+    def __enter__(self) -> LocalExportServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -303,7 +304,7 @@ class LocalExportServer:
 
     # --- the export API --------------------------------------------------------------------------
 
-    def _handle_api(self, path: str, query: Mapping[str, list[str]], headers: Mapping[str, str]) -> _Response:
+    def _handle_api(self, path: str, query: Mapping[str, list[str]], headers: Message[str, str]) -> _Response:
         authorization = headers.get("Authorization") or ""
         retry_after = self._rate_limiter.retry_after(authorization)
         if retry_after is not None:
@@ -450,13 +451,13 @@ def _bare_token(authorization: str) -> str:
 def _truncated_export_date(export_type: str, file_name: str) -> str:
     """``{export_date}.json`` -> the date truncated per export type (day: yyyyMMdd, hour: yyyyMMddHH)."""
     digits = file_name.removesuffix(".json")
-    if not file_name.endswith(".json") or not digits.isdigit() or len(digits) not in (8, 10, 12):
+    if not file_name.endswith(".json") or not digits.isdigit() or len(digits) not in EXPORT_DATE_FORMATS:
         raise _BadRequest(f"export_date must be yyyyMMddHHmm digits followed by .json, got {file_name!r}")
     keep = 10 if export_type == "hour" else 8
     if len(digits) < keep:
         raise _BadRequest(f"an hour export needs export_date yyyyMMddHH or yyyyMMddHHmm, got {digits!r}")
     try:
-        datetime.strptime(digits, {8: "%Y%m%d", 10: "%Y%m%d%H", 12: "%Y%m%d%H%M"}[len(digits)])
+        datetime.strptime(digits, EXPORT_DATE_FORMATS[len(digits)])
     except ValueError:
         raise _BadRequest(f"export_date {digits!r} is not a real date and time") from None
     return digits[:keep]
@@ -510,17 +511,15 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):  # already closed by the client
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the client
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
 
-    def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
+    def do_GET(self) -> None:
         owner = self.server.owner
         url = urlsplit(self.path)
         query = parse_qs(url.query, keep_blank_values=True)
@@ -552,6 +551,6 @@ class _Handler(BaseHTTPRequestHandler):
         body = response.body if response.sent_bytes is None else response.body[: response.sent_bytes]
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the http.server signature)
+    def log_message(self, format: str, *args: Any) -> None:
         # The request line carries link signatures: log the path only.
         logger.debug("%s %s", self.command, urlsplit(self.path).path)
