@@ -13,8 +13,7 @@ from growingio_pipeline.analytics_assets import build_analytics_assets, dbt_reso
 from growingio_pipeline.analytics_warehouse import dbt_environment
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.partitions import KEY_FORMATS
-from growingio_pipeline.resources import WarehouseResource
-from growingio_pipeline_tests.pipeline_harness import EVENT_ASSETS, PARTITIONS_DEF, export_resource
+from growingio_pipeline_tests.pipeline_harness import PARTITIONS_DEF, materialize_partition
 
 ANALYTICS_ASSETS = build_analytics_assets(PARTITIONS_DEF)
 MODELS = (
@@ -35,18 +34,10 @@ def hour_keys(first: datetime, hours: int) -> list[str]:
     return [(first + timedelta(hours=h)).strftime(KEY_FORMATS["hour"]) for h in range(hours)]
 
 
-def run_hour(
-    server: LocalExportServer, duckdb_path: Path, partition_key: str, *, raw: bool = True
-) -> dg.ExecuteInProcessResult:
-    """One real Dagster run for one hour: load the ten raw types (unless ``raw`` is False), then the models."""
-    return dg.materialize(
-        [EVENT_ASSETS, ANALYTICS_ASSETS] if raw else [ANALYTICS_ASSETS],
-        partition_key=partition_key,
-        resources={
-            "growingio": export_resource(server),
-            "warehouse": WarehouseResource(database=str(duckdb_path)),
-            "dbt": dbt_resource(),
-        },
+def run_hour(server: LocalExportServer, duckdb_path: Path, partition_key: str) -> dg.ExecuteInProcessResult:
+    """One real Dagster run for one hour: load the ten raw types, then the models."""
+    return materialize_partition(
+        server, duckdb_path, partition_key, downstream=[ANALYTICS_ASSETS], downstream_resources={"dbt": dbt_resource()}
     )
 
 
