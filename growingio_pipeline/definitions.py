@@ -2,7 +2,8 @@
 
 Settings (all optional at load time, so the UI opens without credentials):
 GROWINGIO_BASE_URL, GROWINGIO_TOKEN, GROWINGIO_PROJECT_ID, GROWINGIO_CLIENT_ID, GROWINGIO_DUCKDB_PATH,
-GROWINGIO_START_DATE, GROWINGIO_EXPORT_TYPE (hour | day).
+GROWINGIO_START_DATE, GROWINGIO_EXPORT_TYPE (hour | day); for key-pair authentication instead of a token,
+GROWINGIO_PRIVATE_KEY, GROWINGIO_PROJECT_UID and GROWINGIO_LAKE_CATALOG.
 """
 
 from __future__ import annotations

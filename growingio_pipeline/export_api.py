@@ -5,8 +5,9 @@ links to gzip CSV parts. This module validates inputs before any request, thrott
 API calls, parses responses into typed results and downloads parts to disk with integrity checks,
 asking for fresh links when a download is short, corrupt or expired.
 
-Secrets never leave this module in full: the API token is sent only in the ``Authorization``
-header of API calls (never to download hosts), and links are shown without their query string.
+Secrets never leave this module in full: the API token (or, in key-pair mode, the auth code) is sent
+only in the ``Authorization`` header of API calls (never to download hosts), the private key only
+signs, and links are shown without their query string.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from growingio_pipeline.auth import TOKEN_PATH, SharedAuthCode, code_request_body, code_scope
+from growingio_pipeline.auth_code_store import DEFAULT_CATALOG, open_auth_code_store
 from growingio_pipeline.event_types import BEIJING, EVENT_TYPES
 from growingio_pipeline.export_contract import EXPORT_DATE_FORMATS, EXPORT_TYPES, MAX_EXPIRE_MINUTES, MINUTE_FORMAT
 from growingio_pipeline.redaction import redact_text, redact_url
@@ -43,6 +46,9 @@ from growingio_pipeline.redaction import redact_text, redact_url
 logger = logging.getLogger(__name__)
 
 _PROJECT_ID = re.compile(r"[0-9a-fA-F]{8,64}")
+_PROJECT_UID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+KEY_PAIR_FIELDS = ("client_id", "private_key", "project_uid")
+"""Key-pair mode's settings, all needed when there is no token."""
 _EXCERPT_CHARS = 200
 _MAX_API_BODY_BYTES = 16 * 1024 * 1024  # a links response is a few KB; refuse to buffer a flood
 _DOWNLOAD_CHUNK_BYTES = 1024 * 1024
@@ -103,6 +109,10 @@ class InvalidRequestError(ExportApiError, ValueError):
 class AuthenticationError(ExportApiError):
     """The API refused the credentials (HTTP 401 or 403)."""
 
+    def __init__(self, message: str, status_code: int):
+        self.status_code = status_code
+        super().__init__(message)
+
 
 class ExportStillRunning(ExportApiError):
     """The export was still RUNNING at the polling deadline: ask again later."""
@@ -158,12 +168,30 @@ class ClientSettings:
     Defaults follow the vendor's documentation: 2 API calls per second, links valid 60 minutes,
     an export normally ready within about an hour of the hour's end. A run polls a RUNNING export
     for 5 minutes by default, then its caller retries later.
+
+    Authentication: ``token`` when given; else key-pair mode, which needs ``client_id``, ``private_key``
+    and ``project_uid`` and shares one auth code through the store in ``lake_catalog``.
     """
 
-    token: str = field(repr=False, metadata={DOC: "API token, sent as the Authorization header."})
+    token: str | None = field(
+        default=None, repr=False, kw_only=True, metadata={DOC: "API token, sent as the Authorization header."}
+    )
     project_id: str = field(metadata={DOC: "Project ID (`ai`), a hex string of 8 to 64 characters."})
     base_url: str = _setting("https://www.growingio.com", "API base URL (on-premise hosts differ).")
-    client_id: str | None = _setting(None, "Legacy X-Client-Id header, only if your account needs it.")
+    client_id: str | None = _setting(
+        None, "The project's public key, sent as X-Client-Id (key-pair mode, or if your account needs it)."
+    )
+    private_key: str | None = field(
+        default=None,
+        repr=False,
+        metadata={DOC: "Key-pair mode (no token): the project's private key, which signs the code request."},
+    )
+    project_uid: str | None = _setting(
+        None, "Key-pair mode: the project UID (the value after `projects/` in GrowingIO's URLs)."
+    )
+    lake_catalog: str = _setting(
+        DEFAULT_CATALOG, "Key-pair mode: the lake catalog (SQLite file) where every run finds the shared auth code."
+    )
     calls_per_second: float = _setting(2.0, "Vendor limit: 2 API calls per second.")
     connect_timeout_s: float = _setting(10.0, "Seconds to connect to the API or a download host.")
     read_timeout_s: float = _setting(60.0, "Seconds to wait for the next bytes of an answer or a download.")
@@ -178,18 +206,21 @@ class ClientSettings:
     max_link_refreshes: int = _setting(3, "How many times fresh links are requested for one event type's download.")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.token, str) or not self.token.strip():
-            raise ValueError("ClientSettings.token must be a non-empty GrowingIO API token")
-        if any(char in self.token for char in "\r\n"):
-            raise ValueError("ClientSettings.token must be a single line")
+        if self.token is not None:
+            if not isinstance(self.token, str) or not self.token.strip():
+                raise ValueError("ClientSettings.token must be a non-empty GrowingIO API token")
+            if any(char in self.token for char in "\r\n"):
+                raise ValueError("ClientSettings.token must be a single line")
+        else:
+            self._check_key_pair()
         _check_project_id(self.project_id)
         _check_base_url(self.base_url)
-        if self.client_id is not None and (
-            not isinstance(self.client_id, str)
-            or not self.client_id.strip()
-            or any(char in self.client_id for char in "\r\n")
-        ):
-            raise ValueError("ClientSettings.client_id must be None or a non-empty single line")
+        for name in ("client_id", "private_key"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, str) or not value.strip() or any(char in value for char in "\r\n")
+            ):
+                raise ValueError(f"ClientSettings.{name} must be None or a non-empty single line")
         _check_expire(self.expire_minutes, ValueError)
         for name in (
             "calls_per_second",
@@ -204,6 +235,30 @@ class ClientSettings:
         for name in ("max_retries", "max_link_refreshes"):
             _check_count(name, getattr(self, name), minimum=0)
         _check_count("download_concurrency", self.download_concurrency, minimum=1)
+
+    @property
+    def uses_key_pair(self) -> bool:
+        """Whether API calls carry a shared auth code (no token)."""
+        return self.token is None
+
+    def key_pair(self) -> tuple[str, str, str]:
+        """``client_id``, ``private_key`` and ``project_uid`` in key-pair mode (all checked at construction)."""
+        if self.client_id is None or self.private_key is None or self.project_uid is None:
+            raise ValueError("these ClientSettings have no complete key pair")
+        return self.client_id, self.private_key, self.project_uid
+
+    def _check_key_pair(self) -> None:
+        missing = [name for name in KEY_PAIR_FIELDS if not getattr(self, name)]
+        if missing:
+            raise ValueError(
+                "ClientSettings needs a token, or a key pair (client_id, private_key and project_uid); "
+                f"missing: {', '.join(missing)}"
+            )
+        if not isinstance(self.project_uid, str) or not _PROJECT_UID.fullmatch(self.project_uid):
+            raise ValueError(
+                f"project UID must be 1 to 64 letters, digits, '_' or '-' (e.g. nxog09md), got {self.project_uid!r}"
+            )
+        open_auth_code_store(self.lake_catalog)  # a catalog it cannot use fails now, before any request
 
 
 def _check_number(name: str, value: object, *, positive: bool) -> None:
@@ -350,10 +405,17 @@ class ExportClient:
         self.settings = settings
         self._throttle = _Throttle(settings.calls_per_second)
         self._random = random.Random()
-        self._secrets = (settings.token,)
-        self._api_headers = {"Authorization": settings.token, "Accept": "application/json"}
+        self._secrets: tuple[str, ...] = tuple(secret for secret in (settings.token, settings.private_key) if secret)
+        self._api_headers = {"Accept": "application/json"}
+        if settings.token is not None:
+            self._api_headers["Authorization"] = settings.token
         if settings.client_id is not None:
             self._api_headers["X-Client-Id"] = settings.client_id
+        self._shared_code: SharedAuthCode | None = None
+        if settings.uses_key_pair:
+            client_id, _, project_uid = settings.key_pair()
+            scope = code_scope(settings.base_url, client_id, project_uid, settings.project_id)
+            self._shared_code = SharedAuthCode(open_auth_code_store(settings.lake_catalog), scope, self._fetch_code)
         self._http = httpx.Client(
             timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
             # The API call that refreshes links can run while every download slot is busy.
@@ -451,7 +513,70 @@ class ExportClient:
         return f"{self.settings.base_url.rstrip('/')}/v2/insights/{'/'.join(segments)}/{date}.json"
 
     def _api_get(self, url: str, params: dict[str, Any]) -> tuple[int, bytes]:
-        """GET an API URL with throttle and retries; the status and body of a usable answer."""
+        """GET an API URL with throttle and retries; the status and body of a usable answer.
+
+        In key-pair mode a 401 to the shared code replaces it once (see :class:`SharedAuthCode`) and retries.
+        """
+        if self._shared_code is None:
+            return self._authorized(self._api_call("GET", url, params=params, headers=self._api_headers))
+        code = self._shared_code.current()
+        status, body = self._api_call("GET", url, params=params, headers=self._with_code(code))
+        if status == 401:
+            logger.warning("GrowingIO refused the shared auth code (HTTP 401); replacing it once")
+            code = self._shared_code.replace(code)
+            status, body = self._api_call("GET", url, params=params, headers=self._with_code(code))
+        return self._authorized((status, body))
+
+    def _with_code(self, code: str) -> dict[str, str]:
+        if code not in self._secrets:
+            self._secrets += (code,)
+        return {**self._api_headers, "Authorization": code}
+
+    def _authorized(self, response: tuple[int, bytes]) -> tuple[int, bytes]:
+        status = response[0]
+        if status in (401, 403):
+            what = "the key pair's auth code" if self._shared_code else "the API token"
+            raise AuthenticationError(
+                f"GrowingIO refused the credentials (HTTP {status}): check {what} "
+                f"and that project id {self.settings.project_id} is the project it belongs to",
+                status,
+            )
+        return response
+
+    def _fetch_code(self) -> str:
+        """A new auth code from ``POST /auth/token``, signed with the private key (invalidates the old code)."""
+        settings = self.settings
+        _, private_key, project_uid = settings.key_pair()
+        body = code_request_body(private_key, project_uid, settings.project_id, time.time_ns() // 10**6)
+        url = f"{settings.base_url.rstrip('/')}{TOKEN_PATH}"
+        # The vendor wants a raw body, not a form: no form content type.
+        headers = {**self._api_headers, "Content-Type": "text/plain;charset=UTF-8"}
+        status, answer = self._api_call("POST", url, content=body.encode(), headers=headers)
+        if status in (401, 403):
+            raise AuthenticationError(
+                f"GrowingIO refused the auth code request (HTTP {status}: {self._excerpt(answer)!r}): "
+                "check the private key and project UID (GROWINGIO_PRIVATE_KEY, GROWINGIO_PROJECT_UID), the public "
+                "key (GROWINGIO_CLIENT_ID) and project id, and this machine's clock",
+                status,
+            )
+        if status != 200:
+            raise ApiHttpError(
+                f"GrowingIO answered HTTP {status} to the auth code request; body starts: {self._excerpt(answer)!r}",
+                status,
+            )
+        return _parse_code(answer)
+
+    def _api_call(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: dict[str, Any] | None = None,
+        content: bytes | None = None,
+    ) -> tuple[int, bytes]:
+        """Send an API request with throttle and retries; the status and body of an answer retrying cannot
+        improve (401 and 403 included)."""
         settings = self.settings
         attempt = 0
         while True:
@@ -459,19 +584,14 @@ class ExportClient:
             retry_after: float | None = None
             last_status: int | None
             try:
-                status, headers, body = self._get_bounded(url, params)
+                status, response_headers, body = self._send_bounded(method, url, headers, params, content)
             except httpx.TransportError as exc:
                 problem, last_status = f"{type(exc).__name__}: {redact_text(str(exc), self._secrets)}", None
             else:
                 last_status = status
-                if status in (401, 403):
-                    raise AuthenticationError(
-                        f"GrowingIO refused the credentials (HTTP {status}): check the API token "
-                        f"and that project id {settings.project_id} is the project it belongs to"
-                    )
                 if status != 429 and status < 500:
                     return status, body
-                problem, retry_after = f"HTTP {status}", _retry_after_seconds(headers)
+                problem, retry_after = f"HTTP {status}", _retry_after_seconds(response_headers)
             if attempt == settings.max_retries:
                 raise ApiUnavailableError(
                     f"GrowingIO export API at {redact_url(url)} failed {attempt + 1} "
@@ -489,8 +609,15 @@ class ExportClient:
             time.sleep(delay)
             attempt += 1
 
-    def _get_bounded(self, url: str, params: dict[str, Any]) -> tuple[int, httpx.Headers, bytes]:
-        with self._http.stream("GET", url, params=params, headers=self._api_headers) as response:
+    def _send_bounded(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        params: dict[str, Any] | None,
+        content: bytes | None,
+    ) -> tuple[int, httpx.Headers, bytes]:
+        with self._http.stream(method, url, params=params, content=content, headers=headers) as response:
             body = bytearray()
             for chunk in response.iter_bytes():
                 body.extend(chunk)
@@ -702,6 +829,18 @@ class ExportClient:
             _verify_md5(digest.digest(), expected_md5)
         gzip_check.finish()
         return size
+
+
+def _parse_code(body: bytes) -> str:
+    """The code of ``{"status": "success", "code": "..."}``; the body is never quoted, as it may hold a code."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    code = payload.get("code") if isinstance(payload, dict) and payload.get("status") == "success" else None
+    if not isinstance(code, str) or not code.strip() or any(char in code for char in "\r\n"):
+        raise ResponseFormatError(f'{TOKEN_PATH} did not answer {{"status": "success", "code": "<code>"}}')
+    return code
 
 
 def _optional_text(payload: Mapping[str, Any], name: str, fail: _Fail) -> str:

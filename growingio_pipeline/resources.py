@@ -17,7 +17,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from growingio_pipeline.export_api import DOC, ClientSettings, ExportClient
+from growingio_pipeline.export_api import DOC, KEY_PAIR_FIELDS, ClientSettings, ExportClient
 from growingio_pipeline.warehouse import SCHEMA, WRITE_CONNECTION_CONFIG
 
 ENV_PREFIX = "GROWINGIO_"
@@ -27,7 +27,7 @@ STAGING_FOLDER = ".growingio-staging"
 _LOCK_RETRY_FIRST_S = 0.05
 _LOCK_RETRY_MAX_S = 1.0
 _CLIENT_FIELDS = {setting.name: setting for setting in dataclasses.fields(ClientSettings)}
-SECRET_SETTINGS = frozenset({"token"})
+SECRET_SETTINGS = frozenset({"token", "private_key"})
 """Settings read from the environment as ``EnvVar``, so their value never shows in the UI."""
 
 
@@ -49,6 +49,9 @@ class GrowingIOExportResource(dg.ConfigurableResource):  # type: ignore[type-arg
     project_id: str | None = _client_setting("project_id")
     base_url: str = _client_setting("base_url")
     client_id: str | None = _client_setting("client_id")
+    private_key: str | None = _client_setting("private_key")
+    project_uid: str | None = _client_setting("project_uid")
+    lake_catalog: str = _client_setting("lake_catalog")
     calls_per_second: float = _client_setting("calls_per_second")
     connect_timeout_s: float = _client_setting("connect_timeout_s")
     read_timeout_s: float = _client_setting("read_timeout_s")
@@ -67,17 +70,25 @@ class GrowingIOExportResource(dg.ConfigurableResource):  # type: ignore[type-arg
     running_max_retries: int = Field(default=6, description="How many times a RUNNING export's step is retried.")
 
     def client_settings(self) -> ClientSettings:
-        """Settings for ``ExportClient``; a clear error when the token or project id is missing."""
-        missing = [f"{ENV_PREFIX}{name.upper()}" for name in ("token", "project_id") if not getattr(self, name)]
+        """Settings for ``ExportClient``; a clear error naming what is missing, before any request.
+
+        Key-pair mode is used when there is no token and any of its settings is given.
+        """
+        key_pair = not self.token and any(getattr(self, name) for name in KEY_PAIR_FIELDS)
+        needed = ("project_id", *KEY_PAIR_FIELDS) if key_pair else ("token", "project_id")
+        missing = [f"{ENV_PREFIX}{name.upper()}" for name in needed if not getattr(self, name)]
         if missing:
+            what = "key-pair credentials incomplete (no GROWINGIO_TOKEN)" if key_pair else "credentials missing"
             raise dg.Failure(
                 description=(
-                    f"GrowingIO credentials missing: set {' and '.join(missing)} in the environment of the "
+                    f"GrowingIO {what}: set {' and '.join(missing)} in the environment of the "
                     "Dagster code location (see README, 'Connecting to GrowingIO')."
                 ),
                 allow_retries=False,
             )
-        return ClientSettings(**{name: getattr(self, name) for name in _CLIENT_FIELDS})
+        settings = {name: getattr(self, name) for name in _CLIENT_FIELDS}
+        settings["token"] = self.token or None  # an empty token (from the launchpad) means none: key-pair mode
+        return ClientSettings(**settings)
 
     @contextmanager
     def open_client(self) -> Iterator[ExportClient]:

@@ -14,8 +14,18 @@ from growingio_pipeline.resources import ENV_PREFIX, SECRET_SETTINGS, GrowingIOE
 
 PROJECT = "9b0d1f56d5baff1a"
 CLIENT_FIELDS = dataclasses.fields(ClientSettings)
-REQUIRED = {"token", "project_id"}
+REQUIRED = {"project_id"}
 """Client settings without a default: optional on the resource, so the definitions load without them."""
+CHANGED_TEXT = {
+    "token": "token-from-env",
+    "project_id": PROJECT,
+    "base_url": "http://127.0.0.1:9",
+    "client_id": "client-from-env",
+    "private_key": "private-key-from-env",
+    "project_uid": "uidfromenv",
+    "lake_catalog": "data/other-lake/catalog.sqlite",
+}
+"""A value other than the default for each text setting."""
 
 
 def test_the_resource_has_every_client_setting_with_its_default_and_description() -> None:
@@ -38,20 +48,15 @@ def test_every_setting_is_in_the_launchpad_config_schema() -> None:
 
 def _changed_value(setting: dataclasses.Field[Any]) -> str:
     """A value other than the default, as environment text."""
-    if setting.name == "token":
-        return "token-from-env"
-    if setting.name == "project_id":
-        return PROJECT
-    if setting.name == "base_url":
-        return "http://127.0.0.1:9"
-    if setting.name == "client_id":
-        return "client-from-env"
+    if setting.name in CHANGED_TEXT:
+        return CHANGED_TEXT[setting.name]
     return str(setting.default + 1)
 
 
 def test_every_client_setting_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     environ = {f"{ENV_PREFIX}{setting.name.upper()}": _changed_value(setting) for setting in CLIENT_FIELDS}
-    monkeypatch.setenv("GROWINGIO_TOKEN", environ["GROWINGIO_TOKEN"])  # the token is read at run time (EnvVar)
+    for name in SECRET_SETTINGS:  # secrets are read at run time (EnvVar)
+        monkeypatch.setenv(f"{ENV_PREFIX}{name.upper()}", environ[f"{ENV_PREFIX}{name.upper()}"])
 
     resource = resources_from_env(environ)["growingio"].process_config_and_initialize()
 
@@ -90,7 +95,10 @@ def test_the_definitions_load_with_no_setting_in_the_environment() -> None:
 
 
 def test_a_secret_from_the_environment_is_passed_by_name_only() -> None:
-    resource = resources_from_env({"GROWINGIO_TOKEN": "secret-token"})["growingio"]
+    resource = resources_from_env({"GROWINGIO_TOKEN": "secret-token", "GROWINGIO_PRIVATE_KEY": "secret-key"})[
+        "growingio"
+    ]
 
-    assert {"token"} == SECRET_SETTINGS
+    assert {"token", "private_key"} == SECRET_SETTINGS
     assert isinstance(resource.token, dg.EnvVar) and resource.token.env_var_name == "GROWINGIO_TOKEN"
+    assert isinstance(resource.private_key, dg.EnvVar) and resource.private_key.env_var_name == "GROWINGIO_PRIVATE_KEY"

@@ -20,6 +20,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--token", default="demo-token", help="the API token clients must send")
     parser.add_argument("--project", default="9b0d1f56d5baff1a", help="the project id (ai)")
+    parser.add_argument("--client-id", default="demo-client-id", help="key-pair mode: the project's public key")
+    parser.add_argument("--private-key", default="demo-private-key", help="key-pair mode: the project's private key")
+    parser.add_argument("--project-uid", default="demo0uid", help="key-pair mode: the project UID")
     parser.add_argument("--rows-per-hour", type=int, default=5000, help="page rows per hour")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--part-size-bytes", type=int, default=DEFAULT_PART_SIZE_BYTES)
@@ -36,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=arguments.port,
         token=arguments.token,
         project_id=arguments.project,
+        client_id=arguments.client_id,
+        private_key=arguments.private_key,
+        project_uid=arguments.project_uid,
         seed=arguments.seed,
         rows_per_hour=arguments.rows_per_hour,
         part_size_bytes=arguments.part_size_bytes,

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import socket
 import sys
 import threading
@@ -26,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 
+from growingio_pipeline.auth import CODE_LIFETIME_S, TOKEN_PATH, sign
 from growingio_pipeline.event_types import BEIJING, EVENT_TYPES, RETENTION_DAYS, get_event_type
 from growingio_pipeline.export_contract import EXPORT_DATE_FORMATS, EXPORT_TYPES, MAX_EXPIRE_MINUTES
 from growingio_pipeline.local_server.clock import parse_export_date, utc_now
@@ -46,6 +48,9 @@ NIGHT_HOURS = frozenset({23, 0, 1})
 """Beijing hours whose exports take NIGHT_HOUR_LATENCY."""
 DAY_LATENCY = timedelta(hours=3)
 DEFAULT_CACHE_BYTES = 1024 * 1024 * 1024
+TM_TOLERANCE = timedelta(minutes=5)
+"""How far a code request's ``tm`` may be from the server's time."""
+MAX_TOKEN_BODY_BYTES = 4096
 _PART_NAME = re.compile(r"part-(\d{5})-[0-9a-f-]{36}-c000\.csv\.gz")
 _HTML_ERROR_PAGE = (
     b"<html><head><title>502 Bad Gateway</title></head>"
@@ -116,8 +121,17 @@ class LocalExportServer:
 
     An API call is answered in this order: 429 beyond ``calls_per_second`` per Authorization value
     (token bucket on the monotonic clock); fault-switch stalls and 5xx; 401 for a missing or wrong
-    token (bare or ``Token <token>``; ``X-Client-Id`` is accepted and ignored); an overridden JSON
-    body; 400 for a bad path, project, date or ``expire``; else 200 with the vendor's fields.
+    credential; an overridden JSON body; 400 for a bad path, project, date or ``expire``; else 200
+    with the vendor's fields. A credential is the token (bare or ``Token <token>``; ``X-Client-Id`` is
+    accepted and ignored) or, with ``X-Client-Id: <client_id>``, the current auth code.
+
+    Key-pair authentication: ``POST /auth/token`` with ``X-Client-Id`` and the raw body
+    ``project=<project_uid>&ai=<project_id>&tm=<epoch ms>&auth=<hex HMAC-SHA256>`` (see
+    :mod:`growingio_pipeline.auth`) answers ``{"status": "success", "code": ...}``. It answers 401 for
+    a missing or unknown ``X-Client-Id``, another project, a ``tm`` more than 5 minutes from
+    ``auth_clock`` (the real time by default: clients sign with their own clock, whatever ``clock``
+    simulates) or a wrong signature; 400 for a malformed body. A new code invalidates the previous
+    one; a code expires 30 days after issue (by ``auth_clock``); ``codes_issued`` counts them.
 
     Status by ``clock`` (any aware datetime; periods are Beijing time): NOT_EXISTS until the period
     ends and once it started more than ``retention_days`` ago; ERROR for ``error_hours`` keys
@@ -148,9 +162,13 @@ class LocalExportServer:
         retention_days: int = RETENTION_DAYS,
         compresslevel: int = DEFAULT_COMPRESSLEVEL,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        client_id: str = "demo-client-id",
+        private_key: str = "demo-private-key",
+        project_uid: str = "demo0uid",
+        auth_clock: Callable[[], datetime] | None = None,
     ) -> None:
-        if not token:
-            raise ValueError("the server needs a non-empty token")
+        if not token or not client_id or not private_key or not project_uid:
+            raise ValueError("the server needs a non-empty token, client_id, private_key and project_uid")
         if not re.fullmatch(r"[0-9A-Za-z]+", project_id):
             raise ValueError(f"project_id must be alphanumeric, got {project_id!r}")
         if calls_per_second <= 0:
@@ -172,6 +190,10 @@ class LocalExportServer:
         self.clock: Callable[[], datetime] = clock or utc_now
         self.error_hours = dict(error_hours or {})
         self.running_polls, self.retention_days = running_polls, retention_days
+        self.client_id, self.private_key, self.project_uid = client_id, private_key, project_uid
+        self.auth_clock: Callable[[], datetime] = auth_clock or utc_now
+        self.codes_issued = 0
+        self._code: tuple[str, datetime] | None = None  # the one valid code and its expiry
         self.faults = Faults()
         self.api_calls: list[CallRecord] = []
         self.download_calls: list[CallRecord] = []
@@ -306,18 +328,10 @@ class LocalExportServer:
 
     def _handle_api(self, path: str, query: Mapping[str, list[str]], headers: Message[str, str]) -> _Response:
         authorization = headers.get("Authorization") or ""
-        retry_after = self._rate_limiter.retry_after(authorization)
-        if retry_after is not None:
-            return _json_response(
-                429, {"message": "Too Many Requests", "errors": []}, {"Retry-After": str(retry_after)}
-            )
-        stall = self.faults.take_api_stall()
-        if stall and self._stopping.wait(stall):
-            return _error(503, "Service Unavailable")
-        failure = self.faults.take_api_failure()
-        if failure is not None:
-            return _error(failure, "Service Unavailable")
-        if not hmac.compare_digest(_bare_token(authorization).encode(), self.token.encode()):
+        refused = self._throttled_or_failing(authorization)
+        if refused is not None:
+            return refused
+        if not self._authorized(authorization, headers.get("X-Client-Id") or ""):
             return _error(401, "Unauthorized")
         with self._state_lock:
             overridden = self._overridden_responses.pop(0) if self._overridden_responses else None
@@ -327,6 +341,65 @@ class LocalExportServer:
             return _json_response(200, self._export(path, query))
         except _BadRequest as problem:
             return _error(400, str(problem))
+
+    def _throttled_or_failing(self, caller: str) -> _Response | None:
+        """429 beyond the rate limit, or the fault switches' stall and 5xx; None to go on."""
+        retry_after = self._rate_limiter.retry_after(caller)
+        if retry_after is not None:
+            return _json_response(
+                429, {"message": "Too Many Requests", "errors": []}, {"Retry-After": str(retry_after)}
+            )
+        stall = self.faults.take_api_stall()
+        if stall and self._stopping.wait(stall):
+            return _error(503, "Service Unavailable")
+        failure = self.faults.take_api_failure()
+        return None if failure is None else _error(failure, "Service Unavailable")
+
+    def _authorized(self, authorization: str, client_id: str) -> bool:
+        """The token, or the current unexpired code sent with this server's X-Client-Id."""
+        if hmac.compare_digest(_bare_token(authorization).encode(), self.token.encode()):
+            return True
+        with self._state_lock:
+            current = self._code
+        return (
+            current is not None
+            and hmac.compare_digest(client_id.encode(), self.client_id.encode())
+            and hmac.compare_digest(authorization.strip().encode(), current[0].encode())
+            and self.auth_clock() < current[1]
+        )
+
+    # --- key-pair authentication ------------------------------------------------------------------
+
+    def _handle_token(self, headers: Message[str, str], body: bytes) -> _Response:
+        client_id = headers.get("X-Client-Id") or ""
+        refused = self._throttled_or_failing(f"X-Client-Id {client_id}")
+        if refused is not None:
+            return refused
+        if not client_id:
+            return _error(401, "missing X-Client-Id header: send the project's public key")
+        if not hmac.compare_digest(client_id.encode(), self.client_id.encode()):
+            return _error(401, "unknown X-Client-Id: not the public key of a project")
+        try:
+            fields = _token_request_fields(body)
+        except _BadRequest as problem:
+            return _error(400, str(problem))
+        if fields["project"] != self.project_uid or fields["ai"] != self.project_id:
+            return _error(401, "project UID and ai do not belong to this X-Client-Id")
+        now = self.auth_clock()
+        skew = abs(now.timestamp() * 1000 - int(fields["tm"]))
+        if skew > TM_TOLERANCE.total_seconds() * 1000:
+            return _error(
+                401, f"tm is {skew / 1000:.0f} s away from the server's time (at most 300 s): check the clock"
+            )
+        expected = sign(self.private_key, fields["project"], fields["ai"], int(fields["tm"]))
+        if not hmac.compare_digest(fields["auth"].encode(), expected.encode()):
+            return _error(401, "auth does not match: sign with the project's private key")
+        code = secrets.token_urlsafe(48)
+        with self._state_lock:
+            # Issuing a code invalidates the previous one, as the vendor documents.
+            self._code = (code, now + timedelta(seconds=CODE_LIFETIME_S))
+            self.codes_issued += 1
+        return _json_response(200, {"status": "success", "code": code})
 
     def _export(self, path: str, query: Mapping[str, list[str]]) -> dict[str, Any]:
         segments = path.removeprefix("/v2/insights/").split("/")
@@ -442,6 +515,23 @@ def _with_download_fault(response: _Response, fault: str | None) -> _Response:
     return response
 
 
+def _token_request_fields(body: bytes) -> dict[str, str]:
+    """``project``, ``ai``, ``tm`` and ``auth`` of a raw ``a=b&c=d`` code request body."""
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise _BadRequest("the body must be UTF-8 text: project=<uid>&ai=<ai>&tm=<epoch ms>&auth=<signature>") from None
+    fields = {name: values[-1] for name, values in parse_qs(text, keep_blank_values=True).items()}
+    missing = [name for name in ("project", "ai", "tm", "auth") if not fields.get(name)]
+    if missing:
+        raise _BadRequest(
+            f"the body lacks {', '.join(missing)}: send project=<uid>&ai=<ai>&tm=<epoch ms>&auth=<signature>"
+        )
+    if not fields["tm"].isascii() or not fields["tm"].isdigit():
+        raise _BadRequest("tm must be the request time in epoch milliseconds")
+    return fields
+
+
 def _bare_token(authorization: str) -> str:
     """The token from ``Authorization: <token>`` or the older ``Authorization: Token <token>``."""
     value = authorization.strip()
@@ -518,6 +608,21 @@ class _HTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
+
+    def do_POST(self) -> None:
+        owner = self.server.owner
+        path = urlsplit(self.path).path
+        length = self.headers.get("Content-Length") or ""
+        if path != TOKEN_PATH:
+            response = _error(404, f"no such endpoint {path!r}")
+        elif not length.isdigit() or int(length) > MAX_TOKEN_BODY_BYTES:
+            response = _error(400, f"send the body with a Content-Length of at most {MAX_TOKEN_BODY_BYTES} bytes")
+        else:
+            response = owner._handle_token(self.headers, self.rfile.read(int(length)))
+        if response.status in (400, 404):
+            self.close_connection = True  # the body may be unread: it must not be taken for the next request
+        owner.api_calls.append(CallRecord(path, response.status))
+        self._send(response)
 
     def do_GET(self) -> None:
         owner = self.server.owner
