@@ -96,6 +96,22 @@ class LakeSettings:
             s3_url_style=env.get("GROWINGIO_S3_URL_STYLE") or "path",
         )
 
+    def environment(self) -> dict[str, str]:
+        """These settings as the variables ``from_env`` reads, local paths made absolute, for a child process
+        that runs in another folder (dbt runs in its project folder). It holds the secrets: give it to a child's
+        environment, never to a log."""
+        return {
+            "GROWINGIO_LAKE_CATALOG": self.catalog if self.is_postgres else str(Path(self.catalog).absolute()),
+            "GROWINGIO_LAKE_DATA_PATH": self.data_path if self.is_s3 else f"{Path(self.data_path).absolute()}/",
+            LAKE_SECRET_VARIABLES["catalog_password"]: self.catalog_password or "",
+            "GROWINGIO_S3_ENDPOINT": self.s3_endpoint or "",
+            "GROWINGIO_S3_ACCESS_KEY_ID": self.s3_access_key_id or "",
+            LAKE_SECRET_VARIABLES["s3_secret_access_key"]: self.s3_secret_access_key or "",
+            "GROWINGIO_S3_REGION": self.s3_region,
+            "GROWINGIO_S3_USE_SSL": "true" if self.s3_use_ssl else "false",
+            "GROWINGIO_S3_URL_STYLE": self.s3_url_style,
+        }
+
     @classmethod
     def in_folder(cls, folder: Path, **overrides: object) -> LakeSettings:
         """A SQLite-catalog lake entirely inside ``folder`` (``catalog.sqlite`` and ``files/``)."""

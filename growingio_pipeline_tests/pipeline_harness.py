@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -99,16 +99,22 @@ def materialize_partition(
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
     assets: dg.AssetsDefinition = EVENT_ASSETS,
+    downstream: Sequence[dg.AssetsDefinition] = (),
+    downstream_resources: Mapping[str, Any] | None = None,
     **resource_overrides: Any,
 ) -> dg.ExecuteInProcessResult:
-    """One real Dagster run of the event assets (all types, or ``selection`` like ``["page"]``)."""
+    """One real Dagster run of the event assets (all types, or ``selection`` like ``["page"]``).
+
+    ``downstream`` assets (with ``downstream_resources``) run in the same run after them, as the models do.
+    """
     return dg.materialize(
-        [assets],
+        [assets, *downstream],
         partition_key=partition_key,
         selection=[f"growingio/{name}" for name in selection] if selection else None,
         resources={
             "growingio": export_resource(server, **resource_overrides),
             "warehouse": warehouse_resource(lake_dir),
+            **(downstream_resources or {}),
         },
         instance=instance,
         raise_on_error=raise_on_error,
