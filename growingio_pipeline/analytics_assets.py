@@ -20,6 +20,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from packaging import version
 
 from growingio_pipeline.analytics_warehouse import DBT_PROJECT_DIR, dbt_environment
+from growingio_pipeline.lake import host_write_lock
 from growingio_pipeline.resources import WarehouseResource
 
 DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR)
@@ -42,10 +43,8 @@ ANALYTICS_AUTOMATION_SENSOR = dg.AutomationConditionSensorDefinition(
     description="Evaluates the analytics models' automation condition every 30 s and launches their runs.",
 )
 
-# A dbt run never waits for a load: it reads a lake snapshot and takes no lock. Two writers of the same model
-# table (two hours' model runs at once) can still meet a commit conflict, or SQLite's "database is locked" when
-# they commit in the same instant as a load; dbt then fails the model, and the run is retried whole (a
-# partition run is idempotent).
+# Two model runs on a PostgreSQL catalog (two hours at once) can meet a commit conflict on the same model table:
+# dbt then fails the model, and the run is retried whole (a partition run is idempotent).
 _CONFLICT_RETRY = dg.RetryPolicy(max_retries=5, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
@@ -125,8 +124,11 @@ def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> dg.Assets
     def analytics_models(
         context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
     ) -> Iterator[Any]:
-        environment = {**dbt_environment(warehouse.lake_settings()), **window_environment(*partition_window(context))}
-        with environment_set(environment):
+        settings = warehouse.lake_settings()
+        environment = {**dbt_environment(settings), **window_environment(*partition_window(context))}
+        # On a SQLite catalog the build takes its turn with this host's loads (each load's transaction is short;
+        # a model committed inside one would fail it); on a PostgreSQL catalog it takes no lock at all.
+        with environment_set(environment), host_write_lock(settings):
             yield from dbt.cli(["build"], context=context).stream()
 
     return analytics_models

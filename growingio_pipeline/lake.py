@@ -309,8 +309,27 @@ def _sqlite_write_lock_path(conn: duckdb.DuckDBPyConnection) -> Path | None:
     rows = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = ?", [LAKE_DATABASE]).fetchall()
     if not rows or not str(rows[0][0]).startswith("sqlite:"):
         return None
-    catalog = Path(str(rows[0][0]).removeprefix("sqlite:"))
+    return _write_lock_path(Path(str(rows[0][0]).removeprefix("sqlite:")))
+
+
+def _write_lock_path(catalog: Path) -> Path:
     return catalog.with_name(catalog.name + ".write-lock")
+
+
+@contextlib.contextmanager
+def host_write_lock(settings: LakeSettings) -> Iterator[None]:
+    """The turn of this host's writers (see ``write_transaction``) for a writer in another process, such as dbt.
+
+    Held for the block on a SQLite catalog (a SQLite writer whose transaction spans another's commit fails at
+    its own commit: "database is locked"); nothing on a PostgreSQL catalog, whose writers never wait.
+    """
+    if settings.is_postgres:
+        yield
+        return
+    catalog = Path(settings.catalog).absolute()
+    catalog.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(_write_lock_path(catalog)):
+        yield
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from growingio_pipeline.lake import LakeSettings
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline.resources import WarehouseResource
-from growingio_pipeline_tests.pipeline_harness import EVENT_ASSETS, PARTITIONS_DEF, materialize_partition, read_lake
+from growingio_pipeline_tests.pipeline_harness import PARTITIONS_DEF, materialize_partition, read_lake
 
 ANALYTICS_ASSETS = build_analytics_assets(PARTITIONS_DEF)
 MODELS = (
@@ -45,10 +45,7 @@ def run_hour(server: LocalExportServer, lake_dir: Path, partition_key: str) -> d
 def run_models(warehouse: WarehouseResource, partition_key: str) -> dg.ExecuteInProcessResult:
     """One real Dagster run of the models alone for one hour (the raw tables as they are in the lake)."""
     return dg.materialize(
-        [EVENT_ASSETS, ANALYTICS_ASSETS],
-        selection=list(ANALYTICS_ASSETS.keys),
-        partition_key=partition_key,
-        resources={"warehouse": warehouse, "dbt": dbt_resource()},
+        [ANALYTICS_ASSETS], partition_key=partition_key, resources={"warehouse": warehouse, "dbt": dbt_resource()}
     )
 
 
