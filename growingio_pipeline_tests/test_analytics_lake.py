@@ -6,14 +6,19 @@ SQLite catalog in a temporary folder, or on the test session's real PostgreSQL a
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from growingio_pipeline.analytics_assets import DBT_PROJECT, dbt_resource
+from growingio_pipeline.analytics_warehouse import dbt_environment
+from growingio_pipeline.dbt_lake import Plugin
+from growingio_pipeline.lake import LakeSettings
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.query import connect
 from growingio_pipeline.resources import warehouse_from_env
@@ -93,3 +98,36 @@ def test_dbt_builds_the_models_in_a_lake_on_postgres_and_s3_without_showing_its_
     shown = "\n".join([*dbt_logs, *capfd.readouterr(), *(str(event) for event in result.all_events)])
     for secret in secrets:
         assert secret not in shown
+
+
+def test_the_lake_settings_reach_dbt_whole_with_local_paths_made_absolute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(PROJECT_ROOT)
+    on_s3 = LakeSettings(
+        catalog="postgres:host=127.0.0.1 dbname=lake user=lake",
+        data_path="s3://bucket/lake/",
+        catalog_password="catalog-secret",
+        s3_endpoint="127.0.0.1:8333",
+        s3_access_key_id="key-id",
+        s3_secret_access_key="s3-secret",
+        s3_use_ssl=False,
+        s3_url_style="vhost",
+    )
+    local = LakeSettings(catalog="data/lake/catalog.sqlite", data_path="data/lake/files")
+
+    assert LakeSettings.from_env(dbt_environment(on_s3)) == on_s3
+    assert LakeSettings.from_env(dbt_environment(local)) == LakeSettings(
+        catalog=str(PROJECT_ROOT / "data/lake/catalog.sqlite"), data_path=f"{PROJECT_ROOT / 'data/lake/files'}/"
+    )
+
+
+def test_dbt_refuses_a_relative_lake_path_rather_than_making_a_lake_in_its_project_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GROWINGIO_LAKE_CATALOG", raising=False)
+    monkeypatch.setenv("GROWINGIO_LAKE_DATA_PATH", str(tmp_path / "files"))
+    plugin = Plugin(name="dbt_lake", plugin_config={})
+
+    with duckdb.connect() as conn, pytest.raises(ValueError, match=re.escape("got data/lake/catalog.sqlite:")):
+        plugin.configure_connection(conn)
+    assert list(tmp_path.iterdir()) == []
