@@ -13,6 +13,12 @@ import os
 
 import dagster as dg
 
+from growingio_pipeline.analytics_assets import (
+    ANALYTICS_AUTOMATION_SENSOR,
+    ANALYTICS_JOB,
+    build_analytics_assets,
+    dbt_resource,
+)
 from growingio_pipeline.assets import build_event_assets
 from growingio_pipeline.maintenance_job import lake_maintenance_job, lake_maintenance_schedule
 from growingio_pipeline.partitions import build_partitions_def
@@ -29,11 +35,24 @@ def build_definitions(export_type: str = "hour", start_date: str | None = None) 
         selection=dg.AssetSelection.assets(event_assets),
         description="Loads every GrowingIO event type for one export partition.",
     )
+    assets, jobs, sensors = [event_assets], [job], []
+    if export_type == "hour":  # the models count hours: they follow hourly exports only
+        analytics = build_analytics_assets(partitions_def)
+        assets.append(analytics)
+        jobs.append(
+            dg.define_asset_job(
+                name=ANALYTICS_JOB,
+                selection=dg.AssetSelection.assets(analytics),
+                description="Rebuilds what one hour can change in the analytics models (automation runs them too).",
+            )
+        )
+        sensors.append(ANALYTICS_AUTOMATION_SENSOR)
     return dg.Definitions(
-        assets=[event_assets],
-        jobs=[job, lake_maintenance_job],
+        assets=assets,
+        jobs=[*jobs, lake_maintenance_job],
         schedules=[build_latest_export_schedule(job, export_type), lake_maintenance_schedule],
-        resources=resources_from_env(),
+        sensors=sensors,
+        resources={**resources_from_env(), "dbt": dbt_resource()},
         # A run is a single step (one API call per partition): a step subprocess would only add start-up time.
         executor=dg.in_process_executor,
     )

@@ -923,7 +923,8 @@ def _retry_after_seconds(headers: httpx.Headers) -> float | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+    delay: float = (moment - datetime.now(timezone.utc)).total_seconds()
+    return max(0.0, delay)
 
 
 def _verify_md5(actual: bytes, header: str) -> None:

@@ -96,6 +96,22 @@ class LakeSettings:
             s3_url_style=env.get("GROWINGIO_S3_URL_STYLE") or "path",
         )
 
+    def environment(self) -> dict[str, str]:
+        """These settings as the variables ``from_env`` reads, local paths made absolute, for a child process
+        that runs in another folder (dbt runs in its project folder). It holds the secrets: give it to a child's
+        environment, never to a log."""
+        return {
+            "GROWINGIO_LAKE_CATALOG": self.catalog if self.is_postgres else str(Path(self.catalog).absolute()),
+            "GROWINGIO_LAKE_DATA_PATH": self.data_path if self.is_s3 else f"{Path(self.data_path).absolute()}/",
+            LAKE_SECRET_VARIABLES["catalog_password"]: self.catalog_password or "",
+            "GROWINGIO_S3_ENDPOINT": self.s3_endpoint or "",
+            "GROWINGIO_S3_ACCESS_KEY_ID": self.s3_access_key_id or "",
+            LAKE_SECRET_VARIABLES["s3_secret_access_key"]: self.s3_secret_access_key or "",
+            "GROWINGIO_S3_REGION": self.s3_region,
+            "GROWINGIO_S3_USE_SSL": "true" if self.s3_use_ssl else "false",
+            "GROWINGIO_S3_URL_STYLE": self.s3_url_style,
+        }
+
     @classmethod
     def in_folder(cls, folder: Path, **overrides: object) -> LakeSettings:
         """A SQLite-catalog lake entirely inside ``folder`` (``catalog.sqlite`` and ``files/``)."""
@@ -293,8 +309,27 @@ def _sqlite_write_lock_path(conn: duckdb.DuckDBPyConnection) -> Path | None:
     rows = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = ?", [LAKE_DATABASE]).fetchall()
     if not rows or not str(rows[0][0]).startswith("sqlite:"):
         return None
-    catalog = Path(str(rows[0][0]).removeprefix("sqlite:"))
+    return _write_lock_path(Path(str(rows[0][0]).removeprefix("sqlite:")))
+
+
+def _write_lock_path(catalog: Path) -> Path:
     return catalog.with_name(catalog.name + ".write-lock")
+
+
+@contextlib.contextmanager
+def host_write_lock(settings: LakeSettings) -> Iterator[None]:
+    """The turn of this host's writers (see ``write_transaction``) for a writer in another process, such as dbt.
+
+    Held for the block on a SQLite catalog (a SQLite writer whose transaction spans another's commit fails at
+    its own commit: "database is locked"); nothing on a PostgreSQL catalog, whose writers never wait.
+    """
+    if settings.is_postgres:
+        yield
+        return
+    catalog = Path(settings.catalog).absolute()
+    catalog.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(_write_lock_path(catalog)):
+        yield
 
 
 @contextlib.contextmanager

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="growingio-sql",
         description="Run SQL on the GrowingIO lake (read-only) and print the result. "
-        "Tables: growingio.<event type>, growingio._load_ledger, growingio._rejects.",
+        "Tables: growingio.<event type>, growingio._load_ledger, growingio._rejects, analytics.<model>.",
     )
     parser.add_argument("sql", nargs="?", help="the query; read from standard input when left out")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")

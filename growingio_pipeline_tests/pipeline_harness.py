@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,19 +100,23 @@ def materialize_partition(
     raise_on_error: bool = True,
     assets: dg.AssetsDefinition = EVENT_ASSETS,
     warehouse: WarehouseResource | None = None,
+    downstream: Sequence[dg.AssetsDefinition] = (),
+    downstream_resources: Mapping[str, Any] | None = None,
     **resource_overrides: Any,
 ) -> dg.ExecuteInProcessResult:
     """One real Dagster run of the event assets (all types, or ``selection`` like ``["page"]``).
 
     The lake is the one inside ``lake_dir``, unless ``warehouse`` gives another (a PostgreSQL catalog).
+    ``downstream`` assets (with ``downstream_resources``) run in the same run after them, as the models do.
     """
     return dg.materialize(
-        [assets],
+        [assets, *downstream],
         partition_key=partition_key,
         selection=[f"growingio/{name}" for name in selection] if selection else None,
         resources={
             "growingio": export_resource(server, **resource_overrides),
             "warehouse": warehouse or warehouse_resource(lake_dir),
+            **(downstream_resources or {}),
         },
         instance=instance,
         raise_on_error=raise_on_error,

@@ -15,8 +15,10 @@ import dagster as dg
 import pytest
 
 from growingio_pipeline.checks import CHECK_KINDS, asset_key
+from growingio_pipeline.demo import MODEL_ANSWERS
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.resources import STAGING_FOLDER
+from growingio_pipeline_tests.analytics_harness import MODELS
 from growingio_pipeline_tests.conftest import PROJECT_ROOT
 from growingio_pipeline_tests.dagster_processes import port_is_open, process_group_members
 from growingio_pipeline_tests.pipeline_harness import table_snapshot
@@ -107,6 +109,8 @@ def test_the_demo_prints_progress_per_partition_and_rows_per_table(demo_runs: Tw
     assert set(first.table_counts()) == set(EVENT_TYPES)
     assert first.table_counts()["page"] == HOURS * PAGE_ROWS_PER_HOUR
     assert "page views and sessions per platform per Beijing hour" in first.stdout
+    for question in MODEL_ANSWERS:
+        assert f"from the analytics models: {question}" in first.stdout
 
 
 def test_running_the_demo_again_gives_the_same_tables(demo_runs: TwoDemoRuns) -> None:
@@ -123,9 +127,12 @@ def test_the_demo_stops_its_export_server(demo_runs: TwoDemoRuns) -> None:
 def test_the_demo_records_its_hours_in_the_instance_of_dagster_home(demo_runs: TwoDemoRuns) -> None:
     partitions = set(demo_runs.first.partitions())
     with dg.DagsterInstance.from_config(str(demo_runs.dagster_home)) as instance:
-        assert len(instance.get_runs()) == 2 * HOURS
+        # Each demo, each hour: the load's run, then the models' run its automation condition requested.
+        assert len(instance.get_runs()) == 2 * HOURS * 2
         for event_type in EVENT_TYPES.values():
             assert instance.get_materialized_partitions(asset_key(event_type)) == partitions, event_type.name
+        for model in MODELS:
+            assert instance.get_materialized_partitions(dg.AssetKey(["analytics", model])) == partitions, model
         checks = [dg.AssetCheckKey(asset_key(EVENT_TYPES["page"]), kind.name) for kind in CHECK_KINDS]
         for check in checks:
             records = instance.event_log_storage.get_asset_check_execution_history(check, limit=10)

@@ -291,3 +291,42 @@ def test_tiny_volumes_still_join(rows_per_hour: int) -> None:
     assert frames["action"].get_column("pageRequestId").is_in(pages).all()
     actions = frames["action"].get_column("actionRequestId").implode()
     assert frames["action_tag"].get_column("actionRequestId").is_in(actions).all()
+
+
+def test_users_log_in_mid_session_and_two_visitors_share_a_login() -> None:
+    pages = pl.concat([hour_of("page", PREVIOUS_HOUR), hour_of("page")])
+    per_session = pages.group_by("visitUserId", "sessionId").agg(
+        pl.col("loginUserId").sort_by("sendTime").first().is_null().alias("anonymous_first"),
+        pl.col("loginUserId").drop_nulls().n_unique().alias("logins"),
+    )
+    visitors_per_login = pages.drop_nulls("loginUserId").group_by("loginUserId").agg(pl.col("visitUserId").n_unique())
+
+    assert per_session.filter(pl.col("anonymous_first") & (pl.col("logins") == 1)).height > 0
+    assert per_session.get_column("logins").max() == 1  # one person per session
+    assert visitors_per_login.get_column("visitUserId").max() == 2
+
+
+def test_activations_match_earlier_clicks_by_device_id_or_only_by_ip_and_user_agent() -> None:
+    hours = [f"202611{day:02d}{hour:02d}" for day in (26, 27, 28, 29) for hour in range(24)][:-13]
+    clicks = pl.concat([hour_of("ads_track_click", hour, rows_per_hour=4000) for hour in hours])
+    activations = hour_of("ads_track_activation", HOUR, rows_per_hour=4000)
+    device_columns = {"idfa": "idfa", "imei": "IMEI", "androidId": "androidId", "OAID": "OAID"}
+
+    by_device = pl.concat(
+        [
+            activations.join(clicks, left_on=own, right_on=click, how="semi")
+            for own, click in device_columns.items()
+            if own in activations.columns
+        ]
+    ).unique()
+    by_ip = activations.join(clicks, on=["ip", "userAgent"], how="semi")
+    no_device = activations.filter(pl.all_horizontal(pl.col(list(device_columns)).is_null()))
+    matched_clicks = activations.join(clicks, on=["ip", "userAgent"], suffix="_click")
+
+    assert by_device.height > 0
+    assert no_device.join(clicks, on=["ip", "userAgent"], how="semi").height > 0  # matched only by IP and user agent
+    assert (
+        matched_clicks.get_column("eventTime").cast(pl.Int64) < matched_clicks.get_column("sendTime").cast(pl.Int64)
+    ).all()
+    assert (matched_clicks.get_column("linkId") == matched_clicks.get_column("linkId_click")).all()
+    assert by_ip.height < activations.height  # some activations match no click

@@ -1,7 +1,8 @@
 """The newcomer's path through the Dagster UI, in headless Chromium against `dagster dev` and the local server.
 
-The UI lists the ten assets and their checks, materializes one partition from the partition dialog, and the
-run's rows land in DuckDB. Screenshots are saved under the test's tmp directory (the path is printed).
+The UI lists the ten raw assets and the analytics models, with their checks (the models' are their dbt tests),
+materializes one partition of all of them from the partition dialog, and the run's rows land in the lake.
+Screenshots are saved under the test's tmp directory (the path is printed).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from growingio_pipeline.assets import CHECKS_NEED_A_PARTITION
 from growingio_pipeline.checks import CHECK_KINDS
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.partitions import BEIJING, KEY_FORMATS
+from growingio_pipeline_tests.analytics_harness import ANALYTICS_ASSETS, MODELS
 from growingio_pipeline_tests.conftest import PROJECT_ROOT
 from growingio_pipeline_tests.dagster_processes import (
     DagsterDev,
@@ -44,6 +46,8 @@ UI_TIMEOUT_MS = 60_000
 RUN_TIMEOUT_S = 180.0
 RUN_STATUSES_DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 CHECKED_ASSET = "page"
+CHECKED_MODEL = "sessions"
+ALL_ASSETS = len(EVENT_TYPES) + len(MODELS)
 
 RUNS_QUERY = """
 query Runs($partition: String!) {
@@ -104,7 +108,9 @@ def test_the_ui_lists_the_assets_and_materializes_a_partition(tmp_path: Path) ->
         page_rows = conn.execute(
             "SELECT count(*) FROM growingio.page WHERE _partition_key = ?", [partition]
         ).fetchone()[0]
+        page_views = conn.execute("SELECT count(*) FROM analytics.page_views").fetchone()[0]
     assert page_rows == PAGE_ROWS_PER_HOUR
+    assert page_views > 0  # the same run built the models
 
 
 def _drive_the_ui(browser: Browser, dev: DagsterDev, partition: str, screenshots: Path) -> None:
@@ -118,22 +124,25 @@ def _drive_the_ui(browser: Browser, dev: DagsterDev, partition: str, screenshots
     )
     with _screenshot_and_log_on_failure(page, dev, screenshots):
         page.goto(dev.base_url)
-        _catalog_lists_the_ten_assets(page, screenshots)
+        _catalog_lists_the_raw_assets_and_the_models(page, screenshots)
         _checks_are_listed(page, screenshots)
+        _model_checks_are_its_dbt_tests(page, screenshots)
         _launch_one_partition(page, partition, screenshots)
         run_id = _wait_for_run(dev, partition)
         _runs_page_shows_success(page, run_id, partition, screenshots)
         _asset_page_shows_the_materialization(page, partition, screenshots)
+        _model_page_shows_the_materialization_and_passed_checks(page, partition, screenshots)
 
 
-def _catalog_lists_the_ten_assets(page: Page, screenshots: Path) -> None:
+def _catalog_lists_the_raw_assets_and_the_models(page: Page, screenshots: Path) -> None:
     page.get_by_role("link", name="Catalog").click()
-    asset_links = page.locator('a[href^="/assets/growingio/"]')
-    expect(asset_links).to_have_count(len(EVENT_TYPES))
-    listed = {href.removeprefix("/assets/growingio/").split("?")[0] for href in _hrefs(asset_links)}
-    assert listed == set(EVENT_TYPES)
-    group_links = page.locator('a[href*="/asset-groups"]').filter(has_text="growingio")
-    expect(group_links).to_have_count(len(EVENT_TYPES))
+    for prefix, group, names in (("growingio", "growingio", set(EVENT_TYPES)), ("analytics", "analytics", set(MODELS))):
+        asset_links = page.locator(f'a[href^="/assets/{prefix}/"]')
+        expect(asset_links).to_have_count(len(names))
+        listed = {href.removeprefix(f"/assets/{prefix}/").split("?")[0] for href in _hrefs(asset_links)}
+        assert listed == names
+        group_links = page.locator('a[href*="/asset-groups"]').filter(has_text=group)
+        expect(group_links).to_have_count(len(names))
     page.screenshot(path=screenshots / "1-catalog.png")
 
 
@@ -149,15 +158,32 @@ def _checks_are_listed(page: Page, screenshots: Path) -> None:
     page.screenshot(path=screenshots / "2-checks.png")
 
 
-def _launch_one_partition(page: Page, partition: str, screenshots: Path) -> None:
+def _model_checks_are_its_dbt_tests(page: Page, screenshots: Path) -> None:
     page.get_by_role("link", name="Catalog").click()
-    expect(page.locator('a[href^="/assets/growingio/"]')).to_have_count(len(EVENT_TYPES))
+    page.locator(f'a[href="/assets/analytics/{CHECKED_MODEL}"]').first.click()
+    page.get_by_role("tab", name="Checks").click()
+    dbt_tests = [key.name for key in ANALYTICS_ASSETS.check_keys if key.asset_key.path == ["analytics", CHECKED_MODEL]]
+    assert dbt_tests, f"analytics/{CHECKED_MODEL} has no dbt tests"
+    expect(page.get_by_text(f"Checks ({len(dbt_tests)})", exact=True)).to_be_visible()
+    for name in dbt_tests:
+        # The list shortens long names in the middle (the full name is in a hidden element inside the shortened
+        # one): filter down to the check, open it, and its page shows the full name.
+        page.get_by_placeholder("Filter checks").fill(name)
+        page.get_by_text(name, exact=True).first.locator("xpath=..").click()
+        expect(page.get_by_text(name, exact=True).filter(visible=True).first).to_be_visible()
+    page.screenshot(path=screenshots / "2-model-checks.png")
+
+
+def _launch_one_partition(page: Page, partition: str, screenshots: Path) -> None:
+    """Every asset of the catalog, raw and models, for ``partition`` in one run."""
+    page.get_by_role("link", name="Catalog").click()
+    expect(page.locator('a[href^="/assets/analytics/"]')).to_have_count(len(MODELS))
     # The checkbox input is hidden behind its styled label; the header's selects every row. The catalog keeps
     # a selection made before, and a second click would clear it.
     if not page.get_by_role("checkbox").first.is_checked():
         page.locator("label").filter(has=page.get_by_role("checkbox")).first.click()
     page.get_by_role("button", name="Materialize selected").click()
-    dialog = page.get_by_role("dialog").filter(has_text=f"Launch runs to materialize {len(EVENT_TYPES)} assets")
+    dialog = page.get_by_role("dialog").filter(has_text=f"Launch runs to materialize {ALL_ASSETS} assets")
     partitions_box = dialog.get_by_placeholder("ex:")
     partitions_box.fill(partition)
     partitions_box.press("Enter")
@@ -197,6 +223,17 @@ def _asset_page_shows_the_materialization(page: Page, partition: str, screenshot
     expect(page.get_by_text(partition, exact=True).first).to_be_visible()
     expect(page.get_by_text("Row count")).to_be_visible()
     page.screenshot(path=screenshots / "5-asset-materialized.png")
+
+
+def _model_page_shows_the_materialization_and_passed_checks(page: Page, partition: str, screenshots: Path) -> None:
+    page.get_by_role("link", name="Catalog").click()
+    page.locator(f'a[href="/assets/analytics/{CHECKED_MODEL}"]').first.click()
+    expect(page.get_by_text("Latest materialization")).to_be_visible()
+    expect(page.get_by_text(partition, exact=True).first).to_be_visible()
+    page.get_by_role("tab", name="Checks").click()
+    checks = sum(key.asset_key.path == ["analytics", CHECKED_MODEL] for key in ANALYTICS_ASSETS.check_keys)
+    expect(page.get_by_text("Succeeded", exact=True)).to_have_count(checks)  # the list's status of each check
+    page.screenshot(path=screenshots / "5-model-materialized.png")
 
 
 @contextmanager

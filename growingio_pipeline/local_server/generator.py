@@ -6,7 +6,10 @@ the same rows on any machine. Rows of one hour join the way the vendor's tables 
 - a visit per session; visitUserId + sessionId are shared by every event of a session;
 - page -> visit by vstRequestId (one page in ten belongs to a session that started the hour before);
 - action, custom_event and pvar -> page by pageRequestId; action_tag -> action by actionRequestId;
-- ads_track_activation -> visit by visitUserId; ads click and activation share link/channel ids.
+- users log in mid-session: some sessions' events carry loginUserId only from a point on;
+- ads_track_activation -> visit by visitUserId; an activation matches a click of an earlier hour
+  (up to 3 days before) by device id (idfa, IMEI, androidId, OAID), or only by IP and user agent,
+  or no click at all, and then carries that click's link, campaign and channel.
 
 Row counts are ``rows_per_hour`` page rows times ``rows_per_page(type)``; the ad types have no
 rows in ``ADS_QUIET_HOURS`` (Beijing). A type only the registry knows is generated too: the events of
@@ -65,6 +68,15 @@ _MAX_ROWS_PER_HOUR = 1 << 24  # request ids pack (hour, row) into 64 bits
 _PLATFORMS = ("web", "iOS", "Android", "minp")
 
 _PICK_TABLE_SIZE = 1 << 16
+
+_LOGIN_DELAY_MAX_MS = 20 * 60_000
+"""A session that logs in mid-way does so up to 20 minutes after it starts."""
+_AD_DEVICE_COLUMNS = ("idfa", "imei", "android_id", "oaid")
+_AD_CAMPAIGN_COLUMNS = ("link_id", "campaign_id", "channel_id", "link_name", "campaign_name", "channel_name")
+_ACTIVATION_MATCH_SHARES = (0.45, 0.25)
+"""Shares of activations that match a click by device id, and only by IP and user agent; the rest match none."""
+_CLICK_LAGS_H = (1, 2, 3, 5, 24, 72)
+"""How many hours before its activation a matched click happened (inside the 7-day attribution window)."""
 
 Recipe = Callable[[np.random.Generator, int], pl.Series]
 """Makes ``n`` values of one column from a random generator."""
@@ -425,11 +437,19 @@ def _page_path(path: np.ndarray) -> pl.Series:
     return _gather(_PAGE_POOL, path)
 
 
-def _login_user_id(user_index: np.ndarray, hour: _Hour) -> pl.Series:
-    """A stable login id for about half the users, null for the anonymous rest."""
-    mixed = _splitmix64(user_index ^ np.uint64(hour.salt("login")))
+def _login_user_id(sessions: _Sessions, send_ms: np.ndarray, hour: _Hour) -> pl.Series:
+    """A stable login id for about half the users, null for the anonymous rest.
+
+    Two visitor ids share each login (one person on two devices). Half the sessions of logged-in users
+    log in mid-way: their events before the login carry no id.
+    """
+    mixed = _splitmix64((sessions.user_index >> np.uint64(1)) ^ np.uint64(hour.salt("login")))
     ids = pl.Series((mixed % np.uint64(10_000_000)).astype(np.int64)).cast(pl.Utf8)
-    anonymous = pl.Series((mixed >> np.uint64(60)) < np.uint64(8))
+    per_session = _splitmix64(sessions.start_ms.astype(np.uint64) ^ mixed)
+    delay = np.where(
+        per_session >> np.uint64(63) == 1, (per_session % np.uint64(_LOGIN_DELAY_MAX_MS)).astype(np.int64), 0
+    )
+    anonymous = pl.Series(((mixed >> np.uint64(60)) < np.uint64(8)) | (send_ms < sessions.start_ms + delay))
     return pl.select(pl.when(anonymous).then(None).otherwise("u" + ids)).to_series()
 
 
@@ -456,7 +476,7 @@ def _linked_page(hour: _Hour, n: int) -> dict[str, pl.Series]:
         "page": _page_path(pages.path),
         "time": _ms_text(pages.time_ms),
         "sendTime": _ms_text(pages.send_ms),
-        "loginUserId": _login_user_id(pages.sessions.user_index, hour),
+        "loginUserId": _login_user_id(pages.sessions, pages.send_ms, hour),
         "pageRequestId": _ascii_rows(pages.page_request_id),
         "vstRequestId": _ascii_rows(pages.sessions.vst_request_id),
     }
@@ -475,7 +495,7 @@ def _page_event_columns(
         "sendTime": _ms_text(send_ms),
         "time": _ms_text(hour.client_time(rng, send_ms)),
         "pageTime": _ms_text(pages.time_ms[page_index]),
-        "loginUserId": _login_user_id(sessions.user_index, hour),
+        "loginUserId": _login_user_id(sessions, send_ms, hour),
         "pageRequestId": _ascii_rows(pages.page_request_id[page_index]),
     }
 
@@ -529,18 +549,81 @@ def _linked_session_event(event_type: str) -> Callable[[_Hour, int], dict[str, p
     return linked
 
 
+def _device_columns(hour: _Hour, keys: np.ndarray, purpose: str, rng: np.random.Generator) -> dict[str, pl.Series]:
+    """Device ids and IP unique per key (each id null for about half the devices): matches are never by chance."""
+    salt = hour.salt(purpose)
+    mixed = _splitmix64(keys ^ np.uint64(salt))
+    octets = [
+        pl.Series(((mixed >> np.uint64(shift)) & np.uint64(0xFF)).astype(np.int64)).cast(pl.Utf8)
+        for shift in (0, 8, 16, 24)
+    ]
+    ids = {
+        "idfa": _uuids(keys, salt ^ 1),
+        "imei": "86" + pl.Series((mixed % np.uint64(10**13)).astype(np.int64)).cast(pl.Utf8).str.zfill(13),
+        "android_id": _ascii_rows(
+            _HEX_PAIRS[_random_bytes(keys, salt ^ 2)[:, :8]].view(np.uint8).reshape(len(keys), 16)
+        ),
+        "oaid": _uuids(keys, salt ^ 3),
+    }
+    columns = {
+        name: pl.select(pl.when(pl.Series(rng.random(len(keys)) < 0.5)).then(None).otherwise(values)).to_series()
+        for name, values in ids.items()
+    }
+    columns["ip"] = pl.select(pl.concat_str([pl.lit(f"{10 + salt % 200}"), *octets[:3]], separator=".")).to_series()
+    return columns
+
+
+def _by_vendor_name(event_type: str, columns: dict[str, pl.Series]) -> dict[str, pl.Series]:
+    """Columns keyed by registry (snake_case) name, renamed to ``event_type``'s vendor names."""
+    vendor = {column.name: column.vendor_name for column in EVENT_TYPES[event_type].columns}
+    return {vendor[name]: values for name, values in columns.items()}
+
+
 def _linked_ads_click(hour: _Hour, n: int) -> dict[str, pl.Series]:
     rng = hour.rng("linked:ads_track_click")
-    return {"eventTime": _ms_text(hour.window(rng, np.full(n, hour.start_ms, dtype=np.int64)))}
+    columns = _device_columns(hour, hour.row_keys(n), "click-device", rng)
+    columns["event_time"] = _ms_text(hour.window(rng, np.full(n, hour.start_ms, dtype=np.int64)))
+    return _by_vendor_name("ads_track_click", columns)
+
+
+def _earlier_clicks(hour: _Hour, lag_h: int) -> pl.DataFrame:
+    """The click rows ``lag_h`` hours before ``hour``, with registry (snake_case) column names."""
+    earlier = (parse_export_date(hour.export_date) - timedelta(hours=lag_h)).strftime(HOUR_FORMAT)
+    frame = generate_hour(
+        "ads_track_click", earlier, project_id=hour.project_id, seed=hour.seed, rows_per_hour=hour.rows_per_hour
+    )
+    return frame.rename({column.vendor_name: column.name for column in EVENT_TYPES["ads_track_click"].columns})
 
 
 def _linked_ads_activation(hour: _Hour, n: int) -> dict[str, pl.Series]:
     rng = hour.rng("linked:ads_track_activation")
     sessions = hour.sessions.take(rng.integers(0, hour.sessions.count, n))
-    return {
-        "visitUserId": _ascii_rows(sessions.visit_user_id),
-        "sendTime": _ms_text(hour.window(rng, sessions.start_ms)),
-    }
+    columns = _device_columns(hour, hour.row_keys(n), "activation-device", rng)
+    columns["user_agent"] = _USER_AGENT(rng, n)
+    columns.update({name: _RECIPES[name](rng, n) for name in _AD_CAMPAIGN_COLUMNS})
+    draw, lags = rng.random(n), rng.choice(_CLICK_LAGS_H, n)
+    by_device = draw < _ACTIVATION_MATCH_SHARES[0]
+    by_ip = ~by_device & (draw < sum(_ACTIVATION_MATCH_SHARES))
+    frame = pl.DataFrame(columns)
+    for lag_h in _CLICK_LAGS_H:
+        clicks = _earlier_clicks(hour, lag_h)
+        rows = np.flatnonzero((by_device | by_ip) & (lags == lag_h))
+        if clicks.height == 0 or len(rows) == 0:
+            continue  # a quiet hour had no clicks: these activations match none
+        click = clicks[rng.integers(0, clicks.height, len(rows))]
+        copied = ["ip", "user_agent", *_AD_CAMPAIGN_COLUMNS]
+        matched = click.select(
+            copied + [pl.when(pl.Series(by_device[rows])).then(pl.col(name)).alias(name) for name in _AD_DEVICE_COLUMNS]
+        )
+        frame = (
+            frame.with_columns(pl.Series("_row", np.arange(n)))
+            .update(matched.with_columns(pl.Series("_row", rows)), on="_row", include_nulls=True)
+            .drop("_row")
+        )
+    columns = {name: frame.get_column(name) for name in frame.columns}
+    columns["visit_user_id"] = _ascii_rows(sessions.visit_user_id)
+    columns["send_time"] = _ms_text(hour.window(rng, sessions.start_ms))
+    return _by_vendor_name("ads_track_activation", columns)
 
 
 def _linked_by_default(spec: EventType) -> Callable[[_Hour, int], dict[str, pl.Series]]:

@@ -1,0 +1,162 @@
+"""The analytics models: a partition run at hour 1 and at hour 48, one hour at a large volume, a full rebuild.
+
+Usage (from the repository root, with the project's venv)::
+
+    python benchmarks/analytics_benchmark.py                                   # 20,000 page rows an hour
+    python benchmarks/analytics_benchmark.py --rows-per-hour 2000 --big-rows-per-hour 100000 --rebuild-days 2
+
+The raw tables are filled straight from the local server's generator (typed with the registry's casts),
+not through the export API and the parser: this measures the models, and the loading path has its own
+benchmarks. dbt runs as the Dagster assets run it: ``dbt build`` (models and their tests) in a subprocess
+through dagster-dbt's ``DbtCliResource``, with the partition window in the environment. Each figure is
+the dbt process's wall time (start-up and parsing included) and the models' own time from dbt's
+run_results.json.
+
+- hour 1: the partition run of the first hour, on tables that hold only that hour;
+- hour 48: the partition run of the 48th hour, after the 47 before it were built;
+- big hour: the partition run of one hour at ``--big-rows-per-hour`` page rows (types in proportion);
+- full rebuild: ``dbt build --full-refresh`` over ``--rebuild-days`` days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from growingio_pipeline.analytics_assets import DBT_PROJECT, dbt_resource, environment_set, window_environment
+from growingio_pipeline.analytics_warehouse import dbt_environment
+from growingio_pipeline.event_types import EVENT_TYPES, ColumnKind
+from growingio_pipeline.lake import LakeSettings, connect_lake
+from growingio_pipeline.local_server import BEIJING
+from growingio_pipeline.local_server.generator import generate_hour
+from growingio_pipeline.partitions import KEY_FORMATS
+from growingio_pipeline.warehouse import ensure_schema
+
+FIRST_HOUR = datetime(2026, 11, 14, tzinfo=BEIJING)
+PROJECT_ID = "9b0d1f56d5baff1a"
+
+
+def hour_key(hour: datetime) -> str:
+    return hour.strftime(KEY_FORMATS["hour"])
+
+
+def _typed(name: str, kind: ColumnKind) -> str:
+    """SQL that turns the generator's text into the raw table's type, as the parser would."""
+    quoted = f'"{name}"'
+    if kind is ColumnKind.TIME:
+        return f"timezone('UTC', epoch_ms(CAST({quoted} AS BIGINT)))"
+    if kind is ColumnKind.MAP:
+        return f"CAST(CAST({quoted} AS JSON) AS MAP(VARCHAR, VARCHAR))"
+    if kind is ColumnKind.BIGINT:
+        return f"CAST({quoted} AS BIGINT)"
+    if kind is ColumnKind.DOUBLE:
+        return f"CAST({quoted} AS DOUBLE)"
+    return quoted
+
+
+def fill_hours(lake: Path, hours: list[datetime], rows_per_hour: int) -> None:
+    """Write the generator's rows of ``hours`` into the raw tables of the lake in folder ``lake`` (the partitions
+    replaced)."""
+    with connect_lake(LakeSettings.in_folder(lake)) as conn:
+        ensure_schema(conn)
+        for hour in hours:
+            key = hour_key(hour)
+            for event_type in EVENT_TYPES.values():
+                frame = generate_hour(
+                    event_type.name, key[:10], project_id=PROJECT_ID, seed=1, rows_per_hour=rows_per_hour
+                ).rename({column.vendor_name: column.name for column in event_type.columns})
+                conn.register("frame", frame)
+                selected = ", ".join(_typed(column.name, column.kind) for column in event_type.columns)
+                names = ", ".join([*event_type.column_names, "_partition_key", "_source_part", "_loaded_at"])
+                conn.execute(f"DELETE FROM {event_type.table_name} WHERE _partition_key = ?", [key])
+                conn.execute(
+                    f"INSERT INTO {event_type.table_name} ({names}) "
+                    f"SELECT {selected}, ?, 'benchmark', now() FROM frame",
+                    [key],
+                )
+                conn.unregister("frame")
+
+
+def dbt_build(lake: Path, window: tuple[str, str] | None, *extra: str) -> dict[str, float]:
+    """One ``dbt build`` on the lake in folder ``lake``; its wall time and the models' own time (run_results.json)."""
+    environment = dbt_environment(LakeSettings.in_folder(lake)) | (window_environment(*window) if window else {})
+    target = Path(tempfile.mkdtemp(prefix="dbt-target-"))
+    started = time.perf_counter()
+    with environment_set(environment):
+        dbt_resource().cli(["build", *extra], target_path=target).wait()
+    wall = time.perf_counter() - started
+    results = json.loads((DBT_PROJECT.project_dir / target / "run_results.json").read_text())["results"]
+    models = sum(result["execution_time"] for result in results if result["unique_id"].startswith("model."))
+    tests = sum(result["execution_time"] for result in results if result["unique_id"].startswith("test."))
+    return {"wall_s": wall, "models_s": models, "tests_s": tests}
+
+
+def partition_run(lake: Path, hour: datetime) -> dict[str, float]:
+    return dbt_build(lake, (hour_key(hour), hour_key(hour + timedelta(hours=1))))
+
+
+def summary_line(label: str, figures: dict[str, float], raw_rows: int) -> str:
+    return (
+        f"{label:<40} dbt build {figures['wall_s']:7.1f} s   models {figures['models_s']:6.2f} s   "
+        f"tests {figures['tests_s']:5.2f} s   raw rows {raw_rows:,}"
+    )
+
+
+def raw_rows(lake: Path) -> int:
+    with connect_lake(LakeSettings.in_folder(lake), read_only=True) as conn:
+        return sum(conn.execute(f"SELECT count(*) FROM {t.table_name}").fetchone()[0] for t in EVENT_TYPES.values())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows-per-hour", type=int, default=20_000, help="page rows an hour (types in proportion)")
+    parser.add_argument("--history-hours", type=int, default=48)
+    parser.add_argument("--big-rows-per-hour", type=int, default=1_000_000)
+    parser.add_argument("--rebuild-days", type=int, default=15)
+    args = parser.parse_args(argv)
+    hours = [FIRST_HOUR + timedelta(hours=h) for h in range(max(args.history_hours, args.rebuild_days * 24))]
+
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="analytics-benchmark-") as folder:
+        first = Path(folder) / "first"
+        fill_hours(first, hours[:1], args.rows_per_hour)
+        dbt_build(first, None)  # creates the tables
+        lines.append(summary_line("partition run, hour 1", partition_run(first, hours[0]), raw_rows(first)))
+
+        history = Path(folder) / "history"
+        last = args.history_hours - 1
+        fill_hours(history, hours[:last], args.rows_per_hour)
+        dbt_build(history, None, "--full-refresh")
+        fill_hours(history, hours[last : last + 1], args.rows_per_hour)
+        lines.append(
+            summary_line(
+                f"partition run, hour {args.history_hours}", partition_run(history, hours[last]), raw_rows(history)
+            )
+        )
+
+        big = Path(folder) / "big"
+        fill_hours(big, hours[:2], args.big_rows_per_hour)  # the hour before holds sessions that continue
+        dbt_build(big, None)
+        lines.append(
+            summary_line(
+                f"partition run, {args.big_rows_per_hour:,} page rows", partition_run(big, hours[1]), raw_rows(big)
+            )
+        )
+
+        rebuild = Path(folder) / "rebuild"
+        fill_hours(rebuild, hours[: args.rebuild_days * 24], args.rows_per_hour)
+        lines.append(
+            summary_line(
+                f"full rebuild, {args.rebuild_days} days", dbt_build(rebuild, None, "--full-refresh"), raw_rows(rebuild)
+            )
+        )
+    print("\n".join(["", f"analytics models, {args.rows_per_hour:,} page rows an hour:", *lines]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The dbt-duckdb plugin that opens the lake for dbt exactly as ``lake.connect_lake`` does (no Dagster).
+
+``dbt_project/profiles.yml`` names this module. dbt-duckdb then opens its in-memory DuckDB with the offline
+extension directory (``update_connection_config``) and lets this plugin attach the lake as ``lake``
+(``configure_connection``), from the ``GROWINGIO_LAKE_*`` and ``GROWINGIO_S3_*`` variables of dbt's
+environment. Catalog password and S3 keys thus become DuckDB temporary secrets in memory: they are never in
+``profiles.yml``, in dbt's parsed profile or in its logs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from dbt.adapters.duckdb.credentials import DuckDBCredentials
+from dbt.adapters.duckdb.plugins import BasePlugin
+
+from growingio_pipeline.duckdb_extensions import connection_config
+from growingio_pipeline.lake import LakeSettings, attach_lake
+
+
+class Plugin(BasePlugin):
+    """Attaches the lake of the environment to every connection dbt opens."""
+
+    def update_connection_config(self, creds: DuckDBCredentials, config: dict[str, Any]) -> None:
+        """Load the lake's extensions from the installed packages, never from the network."""
+        config.update(connection_config())
+
+    def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Attach the lake as ``lake``: the catalog, the data path and their secrets, as every reader does."""
+        settings = LakeSettings.from_env()
+        local = ([] if settings.is_postgres else [settings.catalog]) + ([] if settings.is_s3 else [settings.data_path])
+        relative = [path for path in local if not Path(path).is_absolute()]
+        if relative:
+            # dbt runs in its project folder: a relative path (or the defaults) would make a new, empty lake there.
+            raise ValueError(
+                f"the lake's local paths must be absolute for dbt, got {', '.join(relative)}: set "
+                "GROWINGIO_LAKE_CATALOG and GROWINGIO_LAKE_DATA_PATH (the Dagster assets set them for dbt)"
+            )
+        attach_lake(conn, settings)

@@ -1,0 +1,59 @@
+{#
+  The partition window of an incremental run. Raw rows carry _partition_key (yyyyMMddHHmm, Beijing
+  time), which sorts like the time it names, so every filter below is a range on it: DuckDB (and
+  DuckLake's file statistics) skip what lies outside, and a run reads only hours near its own.
+#}
+
+{#
+  The window comes from the environment (GROWINGIO_ANALYTICS_START_KEY, GROWINGIO_ANALYTICS_END_KEY), read
+  only at execution: with --vars, every new window made dbt re-parse the whole project (seconds per run).
+#}
+{% macro window_key(name) -%}
+  {%- if execute -%}
+    {{ return(env_var('GROWINGIO_ANALYTICS_' ~ name ~ '_KEY', '') or none) }}
+  {%- endif -%}
+  {{ return(none) }}
+{%- endmacro %}
+
+{% macro is_partition_run() -%}
+  {{ return(is_incremental() and window_key('START') is not none and window_key('END') is not none) }}
+{%- endmacro %}
+
+{% macro _shifted_key(key, days) -%}
+  {%- set moment = modules.datetime.datetime.strptime(key, '%Y%m%d%H%M') + modules.datetime.timedelta(days=days) -%}
+  {{ return(moment.strftime('%Y%m%d%H%M')) }}
+{%- endmacro %}
+
+{# The run's own hours; `true` in a full build. #}
+{% macro in_window(column='_partition_key') -%}
+  {%- if is_partition_run() -%}
+    ({{ column }} >= '{{ window_key("START") }}' and {{ column }} < '{{ window_key("END") }}')
+  {%- else -%}
+    true
+  {%- endif -%}
+{%- endmacro %}
+
+{# The run's hours widened by `days` on both sides; `true` in a full build. #}
+{% macro near_window(days, column='_partition_key') -%}
+  {%- if is_partition_run() -%}
+    ({{ column }} >= '{{ _shifted_key(window_key("START"), -days) }}'
+     and {{ column }} < '{{ _shifted_key(window_key("END"), days) }}')
+  {%- else -%}
+    true
+  {%- endif -%}
+{%- endmacro %}
+
+{# The Beijing calendar date of a TIMESTAMPTZ, as GrowingIO's dashboards count days. #}
+{% macro beijing_date(column) -%}
+  cast(timezone('Asia/Shanghai', {{ column }}) as date)
+{%- endmacro %}
+
+{# A partition key (yyyyMMddHHmm, Beijing) as the TIMESTAMPTZ of the hour's start. #}
+{% macro export_hour(column='_partition_key') -%}
+  timezone('Asia/Shanghai', strptime({{ column }}, '%Y%m%d%H%M'))
+{%- endmacro %}
+
+{# Partition keys of the Beijing dates in `dates_sql` (a query of one `d` DATE column), as a filter. #}
+{% macro on_dates(dates_sql, column='_partition_key') -%}
+  left({{ column }}, 8) in (select strftime(d, '%Y%m%d') from ({{ dates_sql }}))
+{%- endmacro %}

@@ -1,0 +1,63 @@
+{{ config(unique_key='visit_user_id') }}
+{{ depends_on_touched_sources() }}
+{#
+  One row per visit_user_id: the latest login it was seen with and its user_key, from its sessions.
+  A partition run rebuilds the visitors it touches from their rows in analytics.sessions (one column
+  scan of that table, no raw history) and keeps the latest visitor variables seen so far.
+#}
+
+with sessions as (
+    select * from {{ ref('sessions') }}
+    {% if is_partition_run() %}
+    where visit_user_id in ({{ touched_visitors() }})
+    {% endif %}
+),
+
+from_sessions as (
+    select
+        visit_user_id,
+        arg_max(login_user_id, login_time) filter (where login_user_id is not null) as login_user_id,
+        min(first_send_time) as first_seen,
+        max(last_send_time) as last_seen,
+        min(session_start) as first_session_start,
+        arg_min(channel, session_start) as first_channel,
+        arg_min(referrer, session_start) as first_referrer,
+        arg_min(platform, session_start) as first_platform,
+        count(*) as sessions,
+        sum(page_views) as page_views
+    from sessions
+    group by all
+),
+
+visitor_variables as (
+    -- the latest vstr row: the window's rows against what this table already holds
+    select visit_user_id, arg_max(visitor_variables, visitor_variables_time) as visitor_variables,
+           max(visitor_variables_time) as visitor_variables_time
+    from (
+        select visit_user_id, visitor_variable as visitor_variables, time as visitor_variables_time
+        from {{ source('growingio', 'vstr') }} where {{ in_window() }}
+        {% if is_partition_run() %}
+        union all
+        select visit_user_id, visitor_variables, visitor_variables_time from {{ this }}
+        where visit_user_id in ({{ touched_visitors() }}) and visitor_variables_time is not null
+        {% endif %}
+    )
+    group by all
+)
+
+select
+    s.visit_user_id,
+    s.login_user_id,
+    coalesce(s.login_user_id, s.visit_user_id) as user_key,
+    s.first_seen,
+    s.last_seen,
+    s.first_session_start,
+    s.first_channel,
+    s.first_referrer,
+    s.first_platform,
+    s.sessions,
+    s.page_views,
+    v.visitor_variables,
+    v.visitor_variables_time
+from from_sessions s
+left join visitor_variables v using (visit_user_id)

@@ -1,0 +1,133 @@
+"""The models in the lake: dbt beside a writer of the raw tables, and dbt on a PostgreSQL catalog with S3 files.
+
+Real parts only: the local export server on loopback, real Dagster runs, dbt through its CLI, the lake on a
+SQLite catalog in a temporary folder, or on the test session's real PostgreSQL and SeaweedFS S3 servers.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from growingio_pipeline.analytics_assets import DBT_PROJECT, dbt_resource
+from growingio_pipeline.analytics_warehouse import dbt_environment
+from growingio_pipeline.dbt_lake import Plugin
+from growingio_pipeline.lake import LakeSettings
+from growingio_pipeline.local_server import LocalExportServer
+from growingio_pipeline.query import connect
+from growingio_pipeline.resources import warehouse_from_env
+from growingio_pipeline_tests.analytics_harness import ANALYTICS_ASSETS, query, run_hour, run_models
+from growingio_pipeline_tests.conftest import PROJECT_ROOT
+from growingio_pipeline_tests.pipeline_harness import (
+    EVENT_ASSETS,
+    FINISHED_PARTITION,
+    export_resource,
+    warehouse_resource,
+)
+from growingio_pipeline_tests.services import PostgresServer, SeaweedS3, lake_environment
+
+WRITER_PARTITIONS = ["202612100000", "202612100100"]
+"""Hours a concurrent writer replaces, days after the model run's window (its rows never reach the models)."""
+WRITER_ROUNDS, WRITER_ROWS = 6, 2000
+WRITER_TIMEOUT_S = 300
+
+
+def test_a_model_run_and_a_writer_replacing_partitions_at_the_same_time_both_succeed(
+    local_server: LocalExportServer, tmp_path: Path
+) -> None:
+    lake_dir = tmp_path / "lake"
+    assert run_hour(local_server, lake_dir, FINISHED_PARTITION).success  # raw rows and models of one hour
+    log_path = tmp_path / "writer.log"
+    with log_path.open("wb") as log:
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "growingio_pipeline_tests.lake_writer", str(lake_dir),
+             str(WRITER_ROUNDS), str(WRITER_ROWS), *WRITER_PARTITIONS],
+            cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            models = run_models(warehouse_resource(lake_dir), FINISHED_PARTITION)
+        finally:
+            writer_exit = writer.wait(timeout=WRITER_TIMEOUT_S)
+
+    assert writer_exit == 0, log_path.read_text()[-4000:]
+    assert models.success
+    assert [check.check_name for check in models.get_asset_check_evaluations() if not check.passed] == []
+    final = query(lake_dir, "SELECT _partition_key, title, count(*) FROM growingio.page GROUP BY ALL")
+    expected = [(key, f"round-{WRITER_ROUNDS - 1}", WRITER_ROWS) for key in WRITER_PARTITIONS]
+    assert sorted(row for row in final if row[0] in WRITER_PARTITIONS) == expected
+
+
+def test_dbt_builds_the_models_in_a_lake_on_postgres_and_s3_without_showing_its_secrets(
+    local_server: LocalExportServer,
+    postgres_server: PostgresServer,
+    seaweed_s3: SeaweedS3,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    database = postgres_server.create_database("analytics_lake")
+    bucket = seaweed_s3.create_bucket("analytics-lake")
+    environment = lake_environment(postgres_server, database, seaweed_s3, f"s3://{bucket}/warehouse/")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    secrets = [postgres_server.password, seaweed_s3.secret_access_key]
+
+    result = dg.materialize(
+        [EVENT_ASSETS, ANALYTICS_ASSETS],
+        partition_key=FINISHED_PARTITION,
+        resources={
+            "growingio": export_resource(local_server),
+            "warehouse": warehouse_from_env(),
+            "dbt": dbt_resource(),
+        },
+    )
+
+    assert result.success
+    with connect() as reader:  # growingio-sql's connection, from the same variables
+        days = reader.execute("SELECT count(*) FROM analytics.daily_metrics WHERE page_views > 0").fetchone()
+    assert days is not None and days[0] > 0
+    assert any(name.endswith(".parquet") and "analytics" in name for name in seaweed_s3.stored_files(bucket))
+    run_targets = (DBT_PROJECT.project_dir / DBT_PROJECT.target_path).glob(f"*-{result.run_id[:7]}-*")
+    dbt_logs = [(target / "dbt.log").read_text() for target in run_targets]
+    assert dbt_logs, "the run's dbt.log"
+    shown = "\n".join([*dbt_logs, *capfd.readouterr(), *(str(event) for event in result.all_events)])
+    for secret in secrets:
+        assert secret not in shown
+
+
+def test_the_lake_settings_reach_dbt_whole_with_local_paths_made_absolute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(PROJECT_ROOT)
+    on_s3 = LakeSettings(
+        catalog="postgres:host=127.0.0.1 dbname=lake user=lake",
+        data_path="s3://bucket/lake/",
+        catalog_password="catalog-secret",
+        s3_endpoint="127.0.0.1:8333",
+        s3_access_key_id="key-id",
+        s3_secret_access_key="s3-secret",
+        s3_use_ssl=False,
+        s3_url_style="vhost",
+    )
+    local = LakeSettings(catalog="data/lake/catalog.sqlite", data_path="data/lake/files")
+
+    assert LakeSettings.from_env(dbt_environment(on_s3)) == on_s3
+    assert LakeSettings.from_env(dbt_environment(local)) == LakeSettings(
+        catalog=str(PROJECT_ROOT / "data/lake/catalog.sqlite"), data_path=f"{PROJECT_ROOT / 'data/lake/files'}/"
+    )
+
+
+def test_dbt_refuses_a_relative_lake_path_rather_than_making_a_lake_in_its_project_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GROWINGIO_LAKE_CATALOG", raising=False)
+    monkeypatch.setenv("GROWINGIO_LAKE_DATA_PATH", str(tmp_path / "files"))
+    plugin = Plugin(name="dbt_lake", plugin_config={})
+
+    with duckdb.connect() as conn, pytest.raises(ValueError, match=re.escape("got data/lake/catalog.sqlite:")):
+        plugin.configure_connection(conn)
+    assert list(tmp_path.iterdir()) == []
