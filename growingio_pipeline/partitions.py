@@ -6,10 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from growingio_pipeline.catchup import KEY_FORMATS
 from growingio_pipeline.event_types import BEIJING, RETENTION_DAYS
-
-KEY_FORMATS = {"hour": "%Y%m%d%H%M", "day": "%Y%m%d"}
-"""Partition key format per export type: exactly the API's ``export_date``."""
 
 
 def default_start_date(export_type: str, now: datetime | None = None) -> str:
