@@ -169,10 +169,17 @@ def _build_failure_sensor() -> dg.SensorDefinition:
                 "job_name": run.job_name,
                 "partition_key": run.tags.get("dagster/partition"),
                 "message": context.failure_event.message or "",
+                "errors": [_step_error(event) for event in context.get_step_failure_events()],
             }
         )
 
     return growingio_alert_on_run_failure
+
+
+def _step_error(event: dg.DagsterEvent) -> str:
+    """A failed step's error message (redacted by ``send_alert`` like every text of an alert)."""
+    error = event.step_failure_data.error
+    return f"{event.step_key}: {error.message.strip() if error else event.message or ''}"
 
 
 def _hours(delta: timedelta) -> int:
