@@ -3,7 +3,7 @@
 - ``partitions_not_near_expiry`` fails when a partition is less than 24 hours from leaving the vendor's
   15-day window and still not loaded for the event type; it also posts an ``expiry_risk`` alert.
 - ``newest_partition_fresh`` fails when the newest loaded partition trails the newest one the vendor should
-  have ready by more than 2 hours (a day for daily exports is measured the same way, in days).
+  have ready by more than 2 hours (with daily exports: as soon as the newest ready day is missing).
 - ``growingio_alert_on_run_failure`` posts a ``run_failed`` alert for every failed run of this location.
 
 Alerts go to ``GROWINGIO_ALERT_WEBHOOK`` when it is set (``alerts.send_alert``, redacted).
@@ -93,8 +93,7 @@ def _build_checks(policy: CatchUpPolicy, clock: Callable[[], datetime]) -> dg.As
             delivered = send_alert(_expiry_alert(window, at_risk))
             context.log.warning(
                 f"{len(at_risk)} partitions expire within {_hours(EXPIRY_WARNING)} hours unloaded: "
-                f"{', '.join(partition.key for partition in at_risk[:LISTED_PARTITIONS])}"
-                + (" (alert sent)" if delivered else "")
+                f"{_keys(at_risk)}" + (" (alert sent)" if delivered else "")
             )
         for name in EVENT_TYPES:
             yield _expiry_result(window, name)
@@ -111,7 +110,7 @@ def _expiry_result(window: WindowState, event_type: str) -> dg.AssetCheckResult:
         passed=not at_risk,
         metadata={
             "partitions_at_risk": len(at_risk),
-            "partition_keys": ", ".join(partition.key for partition in at_risk[:LISTED_PARTITIONS]) or "none",
+            "partition_keys": _keys(at_risk) or "none",
             "first_expiry": at_risk[0].expires_at.isoformat() if at_risk else "none",
         },
         description=f"{len(at_risk)} partitions expire within {_hours(EXPIRY_WARNING)} hours unloaded"
@@ -174,6 +173,10 @@ def _build_failure_sensor() -> dg.SensorDefinition:
         )
 
     return growingio_alert_on_run_failure
+
+
+def _keys(partitions: list[DuePartition]) -> str:
+    return ", ".join(partition.key for partition in partitions[:LISTED_PARTITIONS])
 
 
 def _step_error(event: dg.DagsterEvent) -> str:
