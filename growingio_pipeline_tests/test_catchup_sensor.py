@@ -127,6 +127,9 @@ def test_the_code_location_has_the_sensor_the_guards_and_the_alert_sensor_off_un
     sensors = {sensor.name: sensor for sensor in defs.sensors}
     assert sensors["growingio_catch_up"].default_status is dg.DefaultSensorStatus.STOPPED
     assert "growingio_alert_on_run_failure" in sensors
+    # The guards check the whole window once an hour in their own job, not inside every partition's run.
+    assert list(defs.resolve_job_def("growingio_export_job").graph.node_dict) == ["growingio_export"]
+    assert list(defs.resolve_job_def("growingio_guards_job").graph.node_dict) == ["growingio_guards"]
     on = build_definitions("day", "20261115", catch_up=True)
     assert {sensor.name: sensor for sensor in on.sensors}["growingio_catch_up"].default_status is (
         dg.DefaultSensorStatus.RUNNING
