@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 
 import duckdb
 
-from growingio_pipeline.event_types import BEIJING, EVENT_TYPES, RETENTION_DAYS
+from growingio_pipeline.event_types import BEIJING, EVENT_TYPES, RETENTION_DAYS, get_event_type
 from growingio_pipeline.export_contract import KEY_FORMATS
-from growingio_pipeline.warehouse import LEDGER_TABLE, LoadStatus
+from growingio_pipeline.warehouse import LEDGER_TABLE, LoadStatus, ledger_columns
 
 PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 READY_AFTER = {"hour": timedelta(minutes=70), "day": timedelta(hours=6)}
@@ -54,22 +54,28 @@ class PartitionHistory:
     attempts: tuple[Attempt, ...] = ()
     """unsuccessful attempts, oldest first"""
 
-    @property
-    def done(self) -> bool:
-        """Every event type has a LOADED row."""
-        return self.loaded_types >= EVENT_TYPES.keys()
+    def missing(self, event_types: Sequence[str]) -> tuple[str, ...]:
+        """Those of ``event_types`` without a LOADED row, in their order."""
+        return tuple(name for name in event_types if name not in self.loaded_types)
 
 
 @dataclass(frozen=True)
 class CatchUpPolicy:
-    """The export type, the first partition of the code location, and the retry backoff."""
+    """The export type, the first partition of the code location, the retry backoff and the event types kept
+    loaded."""
 
     export_type: str
     first_start: datetime
     """start of the partitions definition's first partition (aware); nothing earlier is asked for"""
     backoff: timedelta = DEFAULT_BACKOFF
+    event_types: tuple[str, ...] = tuple(EVENT_TYPES)
+    """a partition is done once each of these has a LOADED row (all ten unless configured)"""
 
     def __post_init__(self) -> None:
+        if not self.event_types:
+            raise ValueError("catch-up needs at least one event type")
+        for name in self.event_types:
+            get_event_type(name)  # a clear ValueError naming the known types
         if self.export_type not in PERIODS:
             raise ValueError(f"export type must be 'hour' or 'day', not {self.export_type!r}")
         if self.backoff <= timedelta(0):
@@ -104,6 +110,8 @@ class DuePartition:
     expires_at: datetime
     attempts: int
     priority: int
+    missing_types: tuple[str, ...]
+    """the event types still to load: only these are requested"""
     """the partition's age in periods: the run queue starts higher values first, so older hours go first"""
 
 
@@ -138,7 +146,7 @@ class WindowState:
         due = []
         for start in self.ready_starts():
             key, history = self.policy.key(start), self.history(start)
-            if history.done or key in busy:
+            if not history.missing(self.policy.event_types) or key in busy:
                 continue
             if self.next_attempt_at(history) > self.now:
                 continue
@@ -148,7 +156,9 @@ class WindowState:
     def partition(self, start: datetime) -> DuePartition:
         """The partition starting at ``start``: its key, expiry, attempts so far and queue priority."""
         age = int((self.now - start) / self.policy.period)
-        return DuePartition(self.policy.key(start), start, start + RETENTION, len(self.history(start).attempts), age)
+        history = self.history(start)
+        missing = history.missing(self.policy.event_types)
+        return DuePartition(self.policy.key(start), start, start + RETENTION, len(history.attempts), age, missing)
 
     def next_attempt_at(self, history: PartitionHistory) -> datetime:
         """When the partition's next attempt is due: at once if never tried, else after the backoff."""
@@ -157,8 +167,10 @@ class WindowState:
         return history.attempts[-1].finished_at + self.policy.retry_delay(history.attempts)
 
     def at_risk(self, event_type: str | None = None) -> list[DuePartition]:
-        """Partitions not loaded (for ``event_type``, or for every type) that leave the window within
-        ``EXPIRY_WARNING``, oldest first."""
+        """Partitions not loaded (for ``event_type``, or for every type kept loaded) that leave the window within
+        ``EXPIRY_WARNING``, oldest first. None for a type catch-up does not keep loaded."""
+        if event_type is not None and event_type not in self.policy.event_types:
+            return []
         return [
             self.partition(start)
             for start in self.ready_starts()
@@ -166,23 +178,22 @@ class WindowState:
         ]
 
     def loaded(self, start: datetime, event_type: str | None = None) -> bool:
-        """Whether the partition starting at ``start`` is loaded for ``event_type`` (None: for every type)."""
+        """Whether the partition starting at ``start`` is loaded for ``event_type`` (None: every type kept loaded)."""
         history = self.history(start)
-        return history.done if event_type is None else event_type in history.loaded_types
+        return event_type in history.loaded_types if event_type else not history.missing(self.policy.event_types)
 
     def unloaded_types(self, key: str) -> list[str]:
-        """Event types without a LOADED row for partition ``key``."""
-        loaded = self.histories.get(key, PartitionHistory()).loaded_types
-        return [name for name in EVENT_TYPES if name not in loaded]
+        """Event types kept loaded without a LOADED row for partition ``key``."""
+        return list(self.histories.get(key, PartitionHistory()).missing(self.policy.event_types))
 
     def freshness_lag(self, event_type: str | None = None) -> timedelta | None:
         """How far the newest partition loaded (for ``event_type``, or for every type) trails the newest ready
-        one; None when no partition is ready yet.
+        one; None when no partition is ready yet, or for a type catch-up does not keep loaded.
 
         With nothing loaded in the window, the lag runs from just before the window's oldest ready partition.
         """
         starts = self.ready_starts()
-        if not starts:
+        if not starts or (event_type is not None and event_type not in self.policy.event_types):
             return None
         loaded = [start for start in starts if self.loaded(start, event_type)]
         newest_loaded = loaded[-1] if loaded else starts[0] - self.policy.period
@@ -227,12 +238,7 @@ def histories_from_rows(rows: Iterable[tuple[str, str, str, datetime, datetime]]
 def read_histories(conn: duckdb.DuckDBPyConnection, export_type: str, since: str = "") -> dict[str, PartitionHistory]:
     """The history of every partition of ``export_type`` from key ``since`` on (keys sort as times), from the
     ledger; empty when the lake has no ledger yet (nothing was ever loaded)."""
-    [(has_ledger,)] = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
-        "AND table_schema || '.' || table_name = ?",
-        [LEDGER_TABLE],
-    ).fetchall()
-    if not has_ledger:
+    if not ledger_columns(conn):
         return {}
     rows = conn.execute(
         f"SELECT event_type, partition_key, status, started_at, finished_at FROM {LEDGER_TABLE} "

@@ -14,12 +14,14 @@ queued or running at once. How many of them run at the same time is the run queu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 
 import dagster as dg
 
 from growingio_pipeline.catchup import RETENTION, CatchUpPolicy, WindowState, read_histories, with_failed_runs
+from growingio_pipeline.checks import CHECK_KINDS, asset_key
+from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
 
 CATCH_UP_TAG = "growingio/catch_up"
@@ -84,15 +86,30 @@ def runs_in_flight(instance: dg.DagsterInstance) -> tuple[set[str], int]:
     return partitions, sum(1 for run in runs if CATCH_UP_TAG in run.tags)
 
 
+def load_request(partition_key: str, event_types: Sequence[str], tags: Mapping[str, str]) -> dg.RunRequest:
+    """A run request loading ``event_types`` of one partition, with their per-hour checks only: the
+    window-wide guard checks on the same assets run in their own job."""
+    return dg.RunRequest(
+        partition_key=partition_key,
+        asset_selection=[asset_key(EVENT_TYPES[name]) for name in event_types],
+        asset_check_keys=[
+            dg.AssetCheckKey(asset_key(EVENT_TYPES[name]), kind.name) for name in event_types for kind in CHECK_KINDS
+        ],
+        tags=dict(tags),
+    )
+
+
 def catch_up_requests(window: WindowState, in_flight: set[str], catch_up_in_flight: int) -> list[dg.RunRequest]:
     """Run requests for the due partitions, oldest first, up to the in-flight cap."""
     due = window.due(in_flight, limit=MAX_CATCH_UP_RUNS_IN_FLIGHT - catch_up_in_flight)
     return [
         # No run key: Dagster would drop a key it saw before, also after the ledger was rebuilt. The in-flight
         # check is the guard against two runs for one partition (the daemon creates a tick's runs before the next).
-        dg.RunRequest(
-            partition_key=partition.key,
-            tags={CATCH_UP_TAG: str(partition.attempts + 1), PRIORITY_TAG: str(partition.priority)},
+        # Only the types still missing: an hour that stopped half-way downloads the rest, not all ten again.
+        load_request(
+            partition.key,
+            partition.missing_types,
+            {CATCH_UP_TAG: str(partition.attempts + 1), PRIORITY_TAG: str(partition.priority)},
         )
         for partition in due
     ]

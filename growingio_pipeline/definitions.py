@@ -4,7 +4,8 @@ Settings (all optional at load time, so the UI opens without credentials):
 GROWINGIO_BASE_URL, GROWINGIO_TOKEN, GROWINGIO_PROJECT_ID, GROWINGIO_CLIENT_ID, GROWINGIO_START_DATE,
 GROWINGIO_EXPORT_TYPE (hour | day), and the lake's GROWINGIO_LAKE_* and GROWINGIO_S3_* (see lake.py); for key-pair
 authentication instead of a token, GROWINGIO_PRIVATE_KEY and GROWINGIO_PROJECT_UID (the shared code is kept in
-GROWINGIO_LAKE_CATALOG); GROWINGIO_CATCH_UP (on | off), GROWINGIO_RETRY_BACKOFF_MIN, GROWINGIO_ALERT_WEBHOOK.
+GROWINGIO_LAKE_CATALOG); GROWINGIO_CATCH_UP (on | off), GROWINGIO_CATCH_UP_EVENT_TYPES, GROWINGIO_RETRY_BACKOFF_MIN,
+GROWINGIO_ALERT_WEBHOOK.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import dagster as dg
 from growingio_pipeline.assets import build_event_assets
 from growingio_pipeline.catchup import DEFAULT_BACKOFF, CatchUpPolicy
 from growingio_pipeline.catchup_sensor import build_catch_up_sensor
+from growingio_pipeline.event_types import EVENT_TYPES, get_event_type
 from growingio_pipeline.guards import build_guards
 from growingio_pipeline.maintenance_job import lake_maintenance_job, lake_maintenance_schedule
 from growingio_pipeline.partitions import build_partitions_def
+from growingio_pipeline.reissue_sensor import build_reissue_sensor
 from growingio_pipeline.resources import resources_from_env
 from growingio_pipeline.schedules import build_latest_export_schedule
 
@@ -30,12 +33,13 @@ def build_definitions(
     *,
     catch_up: bool = True,
     retry_backoff: timedelta = DEFAULT_BACKOFF,
+    catch_up_event_types: tuple[str, ...] = tuple(EVENT_TYPES),
 ) -> dg.Definitions:
-    """All definitions for one export type (``hour`` or ``day``); ``catch_up`` starts the catch-up sensor and
-    the guard schedule running."""
+    """All definitions for one export type (``hour`` or ``day``); ``catch_up`` starts the catch-up and re-issue
+    sensors and the guard schedule running."""
     partitions_def = build_partitions_def(export_type, start_date)
     event_assets = build_event_assets(export_type, partitions_def)
-    policy = CatchUpPolicy(export_type, partitions_def.start, retry_backoff)
+    policy = CatchUpPolicy(export_type, partitions_def.start, retry_backoff, catch_up_event_types)
     sensor_status = dg.DefaultSensorStatus.RUNNING if catch_up else dg.DefaultSensorStatus.STOPPED
     guards = build_guards(
         policy, default_status=dg.DefaultScheduleStatus.RUNNING if catch_up else dg.DefaultScheduleStatus.STOPPED
@@ -52,7 +56,11 @@ def build_definitions(
         asset_checks=[guards.checks],
         jobs=[job, guards.job, lake_maintenance_job],
         schedules=[build_latest_export_schedule(job, export_type), guards.schedule, lake_maintenance_schedule],
-        sensors=[build_catch_up_sensor(job, policy, default_status=sensor_status), guards.failure_sensor],
+        sensors=[
+            build_catch_up_sensor(job, policy, default_status=sensor_status),
+            build_reissue_sensor(job, policy, default_status=sensor_status),
+            guards.failure_sensor,
+        ],
         resources=resources_from_env(),
         # A run is a single step (one API call per partition): a step subprocess would only add start-up time.
         executor=dg.in_process_executor,
@@ -69,6 +77,17 @@ def catch_up_from_env() -> bool:
     if value not in ("on", "off"):
         raise ValueError(f"GROWINGIO_CATCH_UP must be 'on' or 'off', not {value!r}")
     return value == "on"
+
+
+def catch_up_event_types_from_env() -> tuple[str, ...]:
+    """``GROWINGIO_CATCH_UP_EVENT_TYPES``: the event types catch-up keeps loaded, comma-separated (default all)."""
+    text = os.environ.get("GROWINGIO_CATCH_UP_EVENT_TYPES", "").strip()
+    if not text:
+        return tuple(EVENT_TYPES)
+    try:
+        return tuple(get_event_type(name.strip()).name for name in text.split(","))
+    except ValueError as error:
+        raise ValueError(f"GROWINGIO_CATCH_UP_EVENT_TYPES: {error}") from None
 
 
 def retry_backoff_from_env() -> timedelta:
@@ -90,4 +109,5 @@ defs = build_definitions(
     start_date=os.environ.get("GROWINGIO_START_DATE") or None,
     catch_up=catch_up_from_env(),
     retry_backoff=retry_backoff_from_env(),
+    catch_up_event_types=catch_up_event_types_from_env(),
 )
