@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
+from typing import TypeVar
 
 import dagster as dg
+import duckdb
 
 from growingio_pipeline.catchup import RETENTION, CatchUpPolicy, WindowState, read_histories, with_failed_runs
 from growingio_pipeline.checks import CHECK_KINDS, asset_key
@@ -27,6 +29,7 @@ from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResou
 CATCH_UP_TAG = "growingio/catch_up"
 PARTITION_TAG = "dagster/partition"
 PRIORITY_TAG = "dagster/priority"
+T = TypeVar("T")
 MAX_CATCH_UP_RUNS_IN_FLIGHT = 24
 """Catch-up runs queued or running at once: enough to keep the queue busy between ticks, never a storm."""
 TICK_INTERVAL_S = 30
@@ -46,21 +49,41 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def credentials_missing(growingio: GrowingIOExportResource) -> str | None:
+    """Why no run can start yet (credentials missing), or None.
+
+    The sensors are on by default: without credentials every run they started would fail at once, so they
+    wait for them instead.
+    """
+    try:
+        growingio.client_settings()
+    except dg.Failure as missing:
+        return missing.description
+    return None
+
+
 def read_window(
     instance: dg.DagsterInstance, warehouse: WarehouseResource, policy: CatchUpPolicy, now: datetime
 ) -> WindowState:
-    """The retention window's partitions with their ledger histories and the runs that failed without a row.
+    """The retention window's partitions with their ledger histories and the runs that failed without a row."""
+    since = window_start_key(policy, now)
+    histories = read_ledger(warehouse, lambda conn: read_histories(conn, policy.export_type, since)) or {}
+    return WindowState(policy, now, with_failed_runs(histories, _failed_runs(instance)))
 
-    The ledger is read from one snapshot of the lake, read-only: no write lock, so a tick never delays a load.
-    """
-    # Keys sort as times: the ledger's rows of partitions older than the window are not read.
-    since = policy.key(now - RETENTION)
+
+def window_start_key(policy: CatchUpPolicy, now: datetime) -> str:
+    """A key no later than the window's oldest partition: keys sort as times, so older ledger rows are skipped."""
+    return policy.key(now - RETENTION)
+
+
+def read_ledger(warehouse: WarehouseResource, read: Callable[[duckdb.DuckDBPyConnection], T]) -> T | None:
+    """``read(conn)`` on one snapshot of the lake, read-only: no write lock, so a tick never delays a load.
+    None when there is no lake yet (nothing was ever loaded)."""
     try:
         with warehouse.connect(read_only=True) as conn:
-            histories = read_histories(conn, policy.export_type, since)
+            return read(conn)
     except FileNotFoundError:
-        histories = {}  # no lake yet: nothing was ever loaded
-    return WindowState(policy, now, with_failed_runs(histories, _failed_runs(instance)))
+        return None
 
 
 def _failed_runs(instance: dg.DagsterInstance) -> list[tuple[str, datetime, datetime]]:
@@ -137,11 +160,9 @@ def build_catch_up_sensor(
     def growingio_catch_up(
         context: dg.SensorEvaluationContext, growingio: GrowingIOExportResource, warehouse: WarehouseResource
     ) -> dg.SensorResult:
-        try:
-            growingio.client_settings()
-        except dg.Failure as missing:
-            # On by default: without credentials every run would fail at once, so wait for them instead.
-            return dg.SensorResult(skip_reason=missing.description)
+        missing = credentials_missing(growingio)
+        if missing:
+            return dg.SensorResult(skip_reason=missing)
         window = read_window(context.instance, warehouse, policy, clock())
         in_flight, catch_up_in_flight = runs_in_flight(context.instance)
         requests = catch_up_requests(window, in_flight, catch_up_in_flight)

@@ -14,8 +14,15 @@ from datetime import datetime
 
 import dagster as dg
 
-from growingio_pipeline.catchup import RETENTION, CatchUpPolicy
-from growingio_pipeline.catchup_sensor import load_request, runs_in_flight, utc_now
+from growingio_pipeline.catchup import CatchUpPolicy
+from growingio_pipeline.catchup_sensor import (
+    credentials_missing,
+    load_request,
+    read_ledger,
+    runs_in_flight,
+    utc_now,
+    window_start_key,
+)
 from growingio_pipeline.export_api import ExportApiError
 from growingio_pipeline.reissue import changed_types, loaded_fingerprints
 from growingio_pipeline.resources import GrowingIOExportResource, WarehouseResource
@@ -53,16 +60,11 @@ def build_reissue_sensor(
     def growingio_reissue_check(
         context: dg.SensorEvaluationContext, growingio: GrowingIOExportResource, warehouse: WarehouseResource
     ) -> dg.SensorResult:
-        try:
-            growingio.client_settings()
-        except dg.Failure as missing:
-            return dg.SensorResult(skip_reason=missing.description)
-        since = policy.key(clock() - RETENTION)
-        try:
-            with warehouse.connect(read_only=True) as conn:
-                loaded = loaded_fingerprints(conn, policy.export_type, since)
-        except FileNotFoundError:
-            loaded = {}  # no lake yet
+        missing = credentials_missing(growingio)
+        if missing:
+            return dg.SensorResult(skip_reason=missing)
+        since = window_start_key(policy, clock())
+        loaded = read_ledger(warehouse, lambda conn: loaded_fingerprints(conn, policy.export_type, since)) or {}
         in_flight, _ = runs_in_flight(context.instance)
         batch = next_batch(sorted(loaded.keys() - in_flight), context.cursor, CHECKS_PER_TICK)
         requests = []

@@ -16,10 +16,17 @@ from growingio_pipeline.catchup_sensor import (
     PRIORITY_TAG,
     build_catch_up_sensor,
 )
-from growingio_pipeline.definitions import build_definitions, catch_up_from_env, retry_backoff_from_env
-from growingio_pipeline.event_types import BEIJING
+from growingio_pipeline.checks import CHECK_KINDS
+from growingio_pipeline.definitions import (
+    build_definitions,
+    catch_up_event_types_from_env,
+    catch_up_from_env,
+    retry_backoff_from_env,
+)
+from growingio_pipeline.event_types import BEIJING, EVENT_TYPES
+from growingio_pipeline.lake import LakeSettings, connect_lake
 from growingio_pipeline.resources import GrowingIOExportResource
-from growingio_pipeline.warehouse import LoadStatus
+from growingio_pipeline.warehouse import LoadAttempt, LoadStatus, record_attempt
 from growingio_pipeline_tests.ledger_support import insert_attempts
 from growingio_pipeline_tests.pipeline_harness import warehouse_resource
 
@@ -40,6 +47,19 @@ def seed_ledger(
         if status is not None:
             attempts.append((POLICY.key(start), status, attempt_at))
     insert_attempts(lake_dir, attempts)
+
+
+def insert_partial(lake_dir: Path, key: str, loaded: list[str]) -> None:
+    """LOADED rows for ``loaded`` types of partition ``key`` only."""
+    conn = connect_lake(LakeSettings.in_folder(lake_dir))
+    try:
+        for name in loaded:
+            record_attempt(
+                conn,
+                LoadAttempt(event_type=name, partition_key=key, export_type="hour", status="LOADED", started_at=NOW),
+            )
+    finally:
+        conn.close()
 
 
 def sensor_context(instance: dg.DagsterInstance, lake_dir: Path, **credentials: str) -> dg.SensorEvaluationContext:
@@ -162,6 +182,38 @@ def test_a_lake_never_loaded_has_every_ready_hour_due_without_creating_anything(
     assert len(requests) == MAX_CATCH_UP_RUNS_IN_FLIGHT
     assert requests[0].partition_key == POLICY.key(WindowState(POLICY, NOW).ready_starts()[0])
     assert not path.exists(), "a read-only tick creates no lake"
+
+
+def test_an_hour_loaded_half_way_is_requested_for_its_missing_types_and_their_checks_only(instance, tmp_path):
+    path = tmp_path / "lake"
+    key = POLICY.key(WindowState(POLICY, NOW).ready_starts()[-1])
+    seed_ledger(path, {key: None})
+    written = list(EVENT_TYPES)[:7]  # a run that stopped after seven types
+    insert_partial(path, key, written)
+    [request] = evaluate(instance, path)
+    missing = [name for name in EVENT_TYPES if name not in written]
+    assert [asset.path[-1] for asset in request.asset_selection] == missing
+    assert {check.asset_key.path[-1] for check in request.asset_check_keys} == set(missing)
+    assert {check.name for check in request.asset_check_keys} == {kind.name for kind in CHECK_KINDS}
+
+
+def test_catch_up_keeps_the_configured_types_loaded_only(instance, tmp_path):
+    path = tmp_path / "lake"
+    key = POLICY.key(WindowState(POLICY, NOW).ready_starts()[-1])
+    seed_ledger(path, {key: None})
+    insert_partial(path, key, ["page"])
+    two_types = CatchUpPolicy("hour", POLICY.first_start, event_types=("page", "visit"))
+    sensor = build_catch_up_sensor(JOB, two_types, clock=lambda: NOW)
+    [request] = sensor(sensor_context(instance, path)).run_requests
+    assert [asset.path[-1] for asset in request.asset_selection] == ["visit"]
+
+
+def test_catch_up_event_types_are_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("GROWINGIO_CATCH_UP_EVENT_TYPES", "page, ads_track_click")
+    assert catch_up_event_types_from_env() == ("page", "ads_track_click")
+    monkeypatch.setenv("GROWINGIO_CATCH_UP_EVENT_TYPES", "page,pages")
+    with pytest.raises(ValueError, match="GROWINGIO_CATCH_UP_EVENT_TYPES: unknown GrowingIO event type 'pages'"):
+        catch_up_event_types_from_env()
 
 
 @pytest.mark.parametrize("value", ["yes", "1"])
