@@ -116,7 +116,7 @@ def _ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
             finished_at TIMESTAMPTZ, duration_s DOUBLE, error_msg VARCHAR, {FINGERPRINT_COLUMN} VARCHAR)"""
     )
     # Ledgers made before fingerprints were kept get the column, empty for their rows.
-    if FINGERPRINT_COLUMN not in table_columns(conn, LEDGER_TABLE.removeprefix(f"{SCHEMA}.")):
+    if FINGERPRINT_COLUMN not in ledger_columns(conn):
         conn.execute(f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN {FINGERPRINT_COLUMN} VARCHAR")
     conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} (
