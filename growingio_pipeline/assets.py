@@ -5,6 +5,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import dagster as dg
 import duckdb
 
+from growingio_pipeline.catchup import freshness_fail_window
 from growingio_pipeline.checks import (
     asset_key,
     build_check_specs,
@@ -39,7 +40,7 @@ def build_event_assets(export_type: str, partitions_def: dg.PartitionsDefinition
 
     @dg.multi_asset(
         name="growingio_export",
-        specs=[_asset_spec(event_type) for event_type in EVENT_TYPES.values()],
+        specs=[_asset_spec(event_type, export_type) for event_type in EVENT_TYPES.values()],
         check_specs=build_check_specs(partitions_def),
         partitions_def=partitions_def,
         can_subset=True,
@@ -103,13 +104,16 @@ def _results(
     raise load.failure
 
 
-def _asset_spec(event_type: EventType) -> dg.AssetSpec:
+def _asset_spec(event_type: EventType, export_type: str) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=asset_key(event_type),
         description=f"{event_type.title}: {event_type.description} Table `{event_type.table_name}`.",
         group_name="growingio",
         kinds={"duckdb", "polars"},
         skippable=True,
+        # Red once no partition was loaded for the allowed lag plus one period; the `newest_partition_fresh`
+        # check (guards.py) measures the lag between partitions themselves.
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=freshness_fail_window(export_type)),
         metadata={
             "dagster/column_schema": _table_schema(event_type),
             "dagster/table_name": event_type.table_name,

@@ -22,9 +22,9 @@ import dagster as dg
 from growingio_pipeline.analytics_assets import ANALYTICS_JOB
 from growingio_pipeline.definitions import build_definitions
 from growingio_pipeline.event_types import BEIJING
+from growingio_pipeline.export_contract import KEY_FORMATS
 from growingio_pipeline.lake import DEFAULT_CATALOG, LakeSettings
 from growingio_pipeline.local_server import LocalExportServer
-from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline.query import connect
 from growingio_pipeline.warehouse import table_row_counts
 

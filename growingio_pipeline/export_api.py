@@ -88,6 +88,16 @@ class ExportResult:
 
 
 @dataclass(frozen=True)
+class PartVersion:
+    """What tells one version of a part from another without reading it: its size and the storage host's
+    ``ETag`` and ``Last-Modified`` (None when the host sends none)."""
+
+    size_bytes: int | None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
 class DownloadedPart:
     """One verified gzip CSV part on disk."""
 
@@ -97,6 +107,8 @@ class DownloadedPart:
     source: str
     """The link without its query string: safe to show."""
     size_bytes: int
+    version: PartVersion
+    """The part's size and validators as the download answered them."""
 
 
 class ExportApiError(Exception):
@@ -763,6 +775,22 @@ class ExportClient:
             + "; ".join(f"part {index}: {reason}" for index, reason in sorted(failures.items()))
         )
 
+    def part_versions(self, result: ExportResult, event_type: str) -> list[PartVersion]:
+        """The version of each of ``event_type``'s parts in a FINISHED export, from a HEAD request per link:
+        nothing is downloaded. :class:`DownloadError` when a part does not answer 200."""
+        versions = []
+        for link in result.download_links.get(event_type, ()):
+            try:
+                response = self._http.request("HEAD", link, follow_redirects=True)
+            except httpx.TransportError as exc:
+                raise DownloadError(
+                    f"HEAD of {redact_url(link)}: {type(exc).__name__}: {redact_text(str(exc), self._secrets)}"
+                ) from None
+            if response.status_code != 200:
+                raise DownloadError(f"HEAD of {redact_url(link)} answered HTTP {response.status_code}")
+            versions.append(_part_version(response.headers, None))
+        return versions
+
     def _fresh_links(self, result: ExportResult, event_type: str) -> tuple[str, ...]:
         fresh = self.request_export(result.export_type, result.requested_export_date or result.export_date, event_type)
         if fresh.status is not ExportStatus.FINISHED:
@@ -802,14 +830,15 @@ class ExportClient:
         temp_path = Path(temp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                size = self._stream_verified(link, out)
+                version = self._stream_verified(link, out)
+                size = version.size_bytes or 0
             os.replace(temp_path, final_path)
         except BaseException:
             temp_path.unlink(missing_ok=True)
             raise
-        return DownloadedPart(event_type, index, final_path, redact_url(link), size)
+        return DownloadedPart(event_type, index, final_path, redact_url(link), size, version)
 
-    def _stream_verified(self, link: str, out: BinaryIO) -> int:
+    def _stream_verified(self, link: str, out: BinaryIO) -> PartVersion:
         """Write the link's raw bytes to ``out``, checked against Content-Length, MD5 and gzip integrity.
 
         The gzip stream is inflated chunk by chunk as it arrives, in this download thread (zlib
@@ -825,6 +854,7 @@ class ExportClient:
                     raise _PartFailure(f"HTTP {response.status_code}")
                 expected_size = response.headers.get("content-length")
                 expected_md5 = response.headers.get("x-amz-meta-md5-hash")
+                headers = response.headers
                 # Raw bytes: the file as stored, whatever Content-Encoding says.
                 for chunk in response.iter_raw(_DOWNLOAD_CHUNK_BYTES):
                     out.write(chunk)
@@ -840,7 +870,15 @@ class ExportClient:
         if expected_md5 is not None:
             _verify_md5(digest.digest(), expected_md5)
         gzip_check.finish()
-        return size
+        return _part_version(headers, size)
+
+
+def _part_version(headers: httpx.Headers, size: int | None) -> PartVersion:
+    """A part's version from its response headers; ``size`` as received, else its Content-Length."""
+    if size is None:
+        length = headers.get("content-length", "").strip()
+        size = int(length) if length.isdigit() else None
+    return PartVersion(size, headers.get("etag"), headers.get("last-modified"))
 
 
 def _parse_code(body: bytes) -> str:

@@ -16,3 +16,5 @@ HOUR_FORMAT = "%Y%m%d%H"
 MINUTE_FORMAT = "%Y%m%d%H%M"
 EXPORT_DATE_FORMATS = {8: DAY_FORMAT, 10: HOUR_FORMAT, 12: MINUTE_FORMAT}
 """The ``export_date`` layouts the API accepts (Beijing time), by their number of digits."""
+KEY_FORMATS = {"hour": MINUTE_FORMAT, "day": DAY_FORMAT}
+"""Partition key format per export type: exactly the API's ``export_date``."""

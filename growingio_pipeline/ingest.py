@@ -19,6 +19,7 @@ from growingio_pipeline.event_types import EventType
 from growingio_pipeline.export_api import ExportClient, ExportResult, ExportStatus, ExportStillRunning
 from growingio_pipeline.parsing import ParsedPart, parse_part
 from growingio_pipeline.redaction import redact_url
+from growingio_pipeline.reissue import fingerprint
 from growingio_pipeline.staging import staging_directory
 from growingio_pipeline.warehouse import (
     LoadAttempt,
@@ -51,6 +52,8 @@ class StagedType:
     event_type: EventType
     parts: tuple[ParsedPart, ...]
     started_at: datetime
+    parts_fingerprint: str | None = None
+    """what the downloaded parts were (``reissue.fingerprint``), recorded with the load"""
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,12 @@ def stage_event_type(client: ExportClient, export: ExportResult, event_type: Eve
         parse_part(event_type, part.path, source=redact_url(part.source, keep_host=False), staging_dir=type_dir)
         for part in downloaded
     )
-    return StagedType(event_type=event_type, parts=parts, started_at=started_at)
+    return StagedType(
+        event_type=event_type,
+        parts=parts,
+        started_at=started_at,
+        parts_fingerprint=fingerprint(part.version for part in downloaded),
+    )
 
 
 def write_staged(
@@ -169,7 +177,15 @@ def write_staged(
     """Replace the partition's rows in one transaction, verify them, and record the attempt."""
     summary = replace_partition(conn, staged.event_type, attempt.partition_key, staged.parts)
     verification = verify_partition(conn, staged.event_type, attempt.partition_key, window, summary)
-    record_attempt(conn, LoadAttempt.loaded(summary, export_type=attempt.export_type, started_at=staged.started_at))
+    record_attempt(
+        conn,
+        LoadAttempt.loaded(
+            summary,
+            export_type=attempt.export_type,
+            started_at=staged.started_at,
+            parts_fingerprint=staged.parts_fingerprint,
+        ),
+    )
     [(table_rows,)] = conn.execute(f"SELECT count(*) FROM {staged.event_type.table_name}").fetchall()
     preview = _preview_rows(conn, staged.event_type, attempt.partition_key)
     return TypeLoad(staged=staged, summary=summary, verification=verification, table_rows=table_rows, preview=preview)

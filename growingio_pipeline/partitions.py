@@ -7,10 +7,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from growingio_pipeline.event_types import BEIJING, RETENTION_DAYS
-from growingio_pipeline.export_contract import DAY_FORMAT, MINUTE_FORMAT
-
-KEY_FORMATS = {"hour": MINUTE_FORMAT, "day": DAY_FORMAT}
-"""Partition key format per export type: exactly the API's ``export_date``."""
+from growingio_pipeline.export_contract import KEY_FORMATS
 
 
 def default_start_date(export_type: str, now: datetime | None = None) -> str:

@@ -143,12 +143,15 @@ class WarehouseResource(DuckDBResource):
         return self.lake_settings().local_root / STAGING_FOLDER
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection with the lake attached and in use; always closed, even when a write fails."""
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection with the lake attached and in use; always closed, even when a write fails.
+
+        ``read_only`` reads one snapshot and takes no write lock, so it never delays a load.
+        """
         settings = self.lake_settings()
         with self.get_connection() as conn:
             try:
-                attach_lake(conn, settings)
+                attach_lake(conn, settings, read_only=read_only)
             except LakeUnavailable as error:
                 conn.close()
                 raise dg.Failure(description=str(error), allow_retries=False) from None

@@ -7,7 +7,7 @@ from datetime import timedelta
 import dagster as dg
 
 from growingio_pipeline.event_types import BEIJING
-from growingio_pipeline.partitions import KEY_FORMATS
+from growingio_pipeline.export_contract import KEY_FORMATS
 
 # Hourly exports are ready ~40 min after the hour ends (60 min for 23:00-02:00): at minute 10 the hour that
 # ended 70 minutes ago is ready. Daily exports take 2-4 hours; the vendor advises running after 06:00.

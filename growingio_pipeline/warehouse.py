@@ -27,6 +27,8 @@ from growingio_pipeline.parsing import EXTRA_COLUMNS, UNPARSED_MAPS, ParsedPart,
 SCHEMA = "growingio"
 LEDGER_TABLE = f"{SCHEMA}._load_ledger"
 REJECTS_TABLE = f"{SCHEMA}._rejects"
+FINGERPRINT_COLUMN = "parts_fingerprint"
+"""The ledger column holding a digest of the loaded parts' sizes, ETags and Last-Modified dates (no link)."""
 ERROR_MSG_LIMIT = 2000
 """Characters of an error message kept in the ledger."""
 
@@ -102,14 +104,7 @@ def _ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
             # and merging small files never mixes partitions.
             conn.execute(f"ALTER TABLE {event_type.table_name} SET PARTITIONED BY (_partition_key)")
             continue
-        existing = {
-            name
-            for (name,) in conn.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ?",
-                [SCHEMA, event_type.name],
-            ).fetchall()
-        }
+        existing = table_columns(conn, event_type.name)
         for name, sql_type in columns:
             if name not in existing:
                 conn.execute(f"ALTER TABLE {event_type.table_name} ADD COLUMN {_quote(name)} {sql_type}")
@@ -118,13 +113,33 @@ def _ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
             attempt_id VARCHAR NOT NULL, event_type VARCHAR NOT NULL, partition_key VARCHAR NOT NULL,
             export_type VARCHAR, status VARCHAR NOT NULL, parts INTEGER, bytes BIGINT, rows_read BIGINT,
             rows_loaded BIGINT, rows_rejected BIGINT, unparsed_maps BIGINT, started_at TIMESTAMPTZ,
-            finished_at TIMESTAMPTZ, duration_s DOUBLE, error_msg VARCHAR)"""
+            finished_at TIMESTAMPTZ, duration_s DOUBLE, error_msg VARCHAR, {FINGERPRINT_COLUMN} VARCHAR)"""
     )
+    # Ledgers made before fingerprints were kept get the column, empty for their rows.
+    if FINGERPRINT_COLUMN not in ledger_columns(conn):
+        conn.execute(f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN {FINGERPRINT_COLUMN} VARCHAR")
     conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} (
             event_type VARCHAR NOT NULL, partition_key VARCHAR NOT NULL, source_part VARCHAR,
             row_number BIGINT, reason VARCHAR, raw_text VARCHAR, loaded_at TIMESTAMPTZ)"""
     )
+
+
+def table_columns(conn: duckdb.DuckDBPyConnection, table_name: str) -> set[str]:
+    """The columns of table ``growingio.<table_name>``; empty when there is no such table."""
+    return {
+        name
+        for (name,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ?",
+            [SCHEMA, table_name],
+        ).fetchall()
+    }
+
+
+def ledger_columns(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    """The ledger's columns; empty when the lake has no ledger yet (nothing was ever loaded)."""
+    return table_columns(conn, LEDGER_TABLE.removeprefix(f"{SCHEMA}."))
 
 
 @dataclass(frozen=True)
@@ -315,6 +330,8 @@ class LoadAttempt:
     rows_rejected: int = 0
     unparsed_maps: int = 0
     error_msg: str | None = None
+    parts_fingerprint: str | None = None
+    """of a LOADED attempt: what the parts were (``reissue.fingerprint``), to notice a re-issued export"""
     attempt_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
@@ -326,7 +343,9 @@ class LoadAttempt:
         return (self.finished_at - self.started_at).total_seconds()
 
     @classmethod
-    def loaded(cls, summary: LoadSummary, *, export_type: str, started_at: datetime) -> LoadAttempt:
+    def loaded(
+        cls, summary: LoadSummary, *, export_type: str, started_at: datetime, parts_fingerprint: str | None = None
+    ) -> LoadAttempt:
         """The ledger row of a successful ``replace_partition``."""
         return cls(
             event_type=summary.event_type,
@@ -340,6 +359,7 @@ class LoadAttempt:
             rows_loaded=summary.rows_loaded,
             rows_rejected=summary.rows_rejected,
             unparsed_maps=summary.unparsed_maps,
+            parts_fingerprint=parts_fingerprint,
         )
 
     @classmethod
@@ -378,8 +398,8 @@ def _upsert_attempt(conn: duckdb.DuckDBPyConnection, attempt: LoadAttempt) -> No
     conn.execute(
         f"""INSERT INTO {LEDGER_TABLE}
             (attempt_id, event_type, partition_key, export_type, status, parts, bytes, rows_read, rows_loaded,
-             rows_rejected, unparsed_maps, started_at, finished_at, duration_s, error_msg)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+             rows_rejected, unparsed_maps, started_at, finished_at, duration_s, error_msg, {FINGERPRINT_COLUMN})
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             attempt.attempt_id,
             attempt.event_type,
@@ -396,6 +416,7 @@ def _upsert_attempt(conn: duckdb.DuckDBPyConnection, attempt: LoadAttempt) -> No
             attempt.finished_at,
             attempt.duration_s,
             error_msg,
+            attempt.parts_fingerprint,
         ],
     )
 

@@ -131,7 +131,8 @@ def running_dagster_dev(
 
     With ``module=None`` it reads ``workspace.yaml`` in ``cwd``, as a user's plain ``dagster dev`` does.
 
-    ``env`` is added to this process's environment; ``DAGSTER_HOME`` is set to ``dagster_home``
+    ``env`` is added to this process's environment, after ``GROWINGIO_CATCH_UP=off`` (the catch-up sensor
+    would otherwise start runs of its own; a test that wants it sets it on); ``DAGSTER_HOME`` is set to ``dagster_home``
     (created if needed). Output goes to ``dagster_home/dagster-dev.log``. Yields once
     ``/server_info`` answers; a clear error with the log's tail if it does not within the timeout.
     """
@@ -144,7 +145,7 @@ def running_dagster_dev(
     with log_path.open("wb") as log, _sigint_not_ignored_in_children():
         process = subprocess.Popen(
             command,
-            env={**os.environ, **env, "DAGSTER_HOME": str(dagster_home)},
+            env={**os.environ, "GROWINGIO_CATCH_UP": "off", **env, "DAGSTER_HOME": str(dagster_home)},
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 
+from growingio_pipeline.checks import CHECK_KINDS
 from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline.guards import EXPIRY_CHECK, FRESHNESS_CHECK
 from growingio_pipeline_tests.dagster_processes import (
     dagster_home_on_postgres,
     environment_without_settings,
     materialize_command,
 )
 from growingio_pipeline_tests.pipeline_harness import FINISHED_PARTITION, export_environment
+
+GUARD_CHECKS = (EXPIRY_CHECK, FRESHNESS_CHECK)
 
 
 def test_a_run_from_the_command_line_is_stored_in_postgres(postgres_server, local_server, tmp_path):
@@ -42,6 +46,7 @@ def test_a_run_from_the_command_line_is_stored_in_postgres(postgres_server, loca
     assert status == "SUCCESS"
     expected_keys = sorted(json.dumps(["growingio", name]) for name in EVENT_TYPES)
     assert materialized == [(key, FINISHED_PARTITION) for key in expected_keys]
-    assert check_evaluations == 4 * len(EVENT_TYPES)
+    # `--select '*'` selects every check on the assets: the four per hour, and the two window-wide guards.
+    assert check_evaluations == (len(CHECK_KINDS) + len(GUARD_CHECKS)) * len(EVENT_TYPES)
     # Nothing went to the default SQLite storage beside DAGSTER_HOME.
     assert not list((tmp_path / "dagster_home").rglob("*.db"))

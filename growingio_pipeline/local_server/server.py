@@ -19,8 +19,9 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import Message
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -51,6 +52,8 @@ DEFAULT_CACHE_BYTES = 1024 * 1024 * 1024
 TM_TOLERANCE = timedelta(minutes=5)
 """How far a code request's ``tm`` may be from the server's time."""
 MAX_TOKEN_BODY_BYTES = 4096
+_REISSUE_SEED_STEP = 7919
+"""A re-issued export is generated with the seed moved by this much per re-issue: other rows, same shape."""
 _PART_NAME = re.compile(r"part-(\d{5})-[0-9a-f-]{36}-c000\.csv\.gz")
 _HTML_ERROR_PAGE = (
     b"<html><head><title>502 Bad Gateway</title></head>"
@@ -142,7 +145,10 @@ class LocalExportServer:
 
     Links are ``/exports/.../part-NNNNN-<uuid>-c000.csv.gz?Expires=<epoch s>&Signature=<HMAC>``:
     403 once ``clock`` reaches Expires or if any part of the link was altered. Parts are cached
-    (least recently used first out beyond ``cache_bytes``); ``prepare`` fills the cache ahead.
+    (least recently used first out beyond ``cache_bytes``); ``prepare`` fills the cache ahead. A part
+    answers GET and HEAD with an ``ETag`` (its MD5) and ``Last-Modified`` (when its export was produced).
+    ``reissue`` produces an export again, as the vendor does when it re-runs one: new rows, a new job uuid
+    in the links, new ETags and ``Last-Modified`` the clock's time.
     """
 
     def __init__(
@@ -203,6 +209,7 @@ class LocalExportServer:
         self._state_lock = threading.Lock()
         self._generation_lock = threading.Lock()
         self._parts_cache: OrderedDict[tuple[str, str], list[bytes]] = OrderedDict()
+        self._reissued: dict[str, tuple[int, datetime]] = {}  # export_date -> (times re-issued, when last)
         self._overridden_parts: dict[tuple[str, str], list[bytes]] = {}
         self._overridden_responses: list[Any] = []
         self._polls: dict[tuple[str, str], int] = {}
@@ -270,9 +277,32 @@ class LocalExportServer:
             get_event_type(event_type).name,
             export_date,
             project_id=self.project_id,
-            seed=self.seed,
+            seed=self._seed(export_date),
             rows_per_hour=self.rows_per_hour,
             enum_columns=enum_columns,
+        )
+
+    def _seed(self, export_date: str) -> int:
+        """The generator's seed for an export: another one each time it was re-issued."""
+        issue, _ = self._reissued.get(export_date, (0, None))
+        return self.seed + _REISSUE_SEED_STEP * issue
+
+    def reissue(self, export_date: str) -> None:
+        """Produce the export of ``export_date`` (yyyyMMddHH or yyyyMMdd) again now, with other rows."""
+        parse_export_date(export_date)
+        with self._state_lock:
+            issue, _ = self._reissued.get(export_date, (0, None))
+            self._reissued[export_date] = (issue + 1, self.clock())
+            for key in [key for key in self._parts_cache if key[1] == export_date]:
+                del self._parts_cache[key]
+
+    def _last_modified(self, export_type: str, export_date: str) -> datetime:
+        """When the export was produced: when it became ready, or when it was last re-issued."""
+        if export_date in self._reissued:
+            return self._reissued[export_date][1]
+        start = parse_export_date(export_date)
+        return (
+            start + (timedelta(hours=1) if export_type == "hour" else timedelta(days=1)) + _latency(export_type, start)
         )
 
     def override_parts(self, event_type: str, export_date: str, parts: list[bytes]) -> None:
@@ -462,7 +492,7 @@ class LocalExportServer:
     def _links(self, export_type: str, export_date: str, event_type: str, expires: int) -> list[str]:
         parts = self.parts(event_type, export_date)
         # Spark names a job's files part-NNNNN-<job uuid>-c000: one uuid per export, stable across calls.
-        job_key = f"{self.project_id}/{export_type}/{export_date}/{event_type}/{self.seed}".encode()
+        job_key = f"{self.project_id}/{export_type}/{export_date}/{event_type}/{self._seed(export_date)}".encode()
         job_uuid = uuid.UUID(bytes=hashlib.md5(job_key).digest())
         folder = f"/exports/{self.project_id}/{export_type}/{export_date}/{event_type}"
         links = []
@@ -487,12 +517,18 @@ class LocalExportServer:
         match = _PART_NAME.fullmatch(segments[-1]) if len(segments) == 7 else None
         if match is None:
             return _Response(404, b"Not Found", content_type="text/plain")
-        event_type, export_date = segments[5], segments[4]
+        export_type, export_date, event_type = segments[3], segments[4], segments[5]
         parts = self.parts(event_type, export_date)
         index = int(match.group(1))
         if index >= len(parts):
             return _Response(404, b"Not Found", content_type="text/plain")
-        part = _Response(200, parts[index], content_type="application/octet-stream")
+        headers = {
+            "ETag": f'"{hashlib.md5(parts[index], usedforsecurity=False).hexdigest()}"',
+            "Last-Modified": format_datetime(
+                self._last_modified(export_type, export_date).astimezone(UTC), usegmt=True
+            ),
+        }
+        part = _Response(200, parts[index], content_type="application/octet-stream", headers=headers)
         return _with_download_fault(part, self.faults.take_download_fault())
 
 
@@ -625,12 +661,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response)
 
     def do_GET(self) -> None:
+        self._answer()
+
+    def do_HEAD(self) -> None:
+        self._answer(head=True)
+
+    def _answer(self, *, head: bool = False) -> None:
+        """GET, or HEAD: the same status and headers, no body."""
         owner = self.server.owner
         url = urlsplit(self.path)
         query = parse_qs(url.query, keep_blank_values=True)
         is_download = url.path.startswith("/exports/")
         try:
-            if url.path.startswith("/v2/insights/"):
+            if url.path.startswith("/v2/insights/") and not head:
                 response = owner._handle_api(url.path, query, self.headers)
             elif is_download:
                 response = owner._handle_download(url.path, query)
@@ -640,9 +683,9 @@ class _Handler(BaseHTTPRequestHandler):
             logger.exception("error while answering %s", url.path)
             response = _error(500, "Internal Server Error")
         (owner.download_calls if is_download else owner.api_calls).append(CallRecord(url.path, response.status))
-        self._send(response)
+        self._send(response, head=head)
 
-    def _send(self, response: _Response) -> None:
+    def _send(self, response: _Response, *, head: bool = False) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         declared = response.declared_length if response.declared_length is not None else len(response.body)
@@ -654,7 +697,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         body = response.body if response.sent_bytes is None else response.body[: response.sent_bytes]
-        self.wfile.write(body)
+        if not head:
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         # The request line carries link signatures: log the path only.
