@@ -27,4 +27,5 @@ compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || apt_install postgr
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+# Two workers, each taking whole test files (their module fixtures, servers and folders stay in one process).
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
