@@ -8,7 +8,7 @@ Usage (from the repository root, with the project's venv)::
 The 360 hours end at 2026-12-01 00:00 Beijing (a partition in the future does not exist yet). Each partition
 is a real Dagster run (``dagster.materialize`` of the ten-asset multi-asset), ``--concurrency`` at a time
 as the daemon's run queue runs a backfill, in that many long-lived worker processes (the daemon would start a
-process per run: about 2 s more each, measured by ``backfill_concurrency_benchmark.py``). The other event
+process per run: about 1.5 s more each, measured by ``backfill_concurrency_benchmark.py``). The other event
 types have rows in proportion to page's (``generator.ROWS_PER_PAGE``). The local export server generates
 each hour when it is first asked, in this process, so its work shares the machine with the runs. Its
 retention is 16 days here so that one frozen clock, two hours after the last hour, still serves the first.
@@ -79,7 +79,7 @@ def query_seconds(lake_dir: Path, first_key: str, last_key: str) -> tuple[float,
 def main() -> int:
     """Run the backfill, maintenance and the query; print and check the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hours", type=int, default=15 * 24, help="hourly partitions from 2026-11-28 00:00 Beijing")
+    parser.add_argument("--hours", type=int, default=15 * 24, help="hourly partitions ending 2026-12-01 00:00 Beijing")
     parser.add_argument("--rows-per-hour", type=int, default=100_000, help="page rows per hour (other types scale)")
     parser.add_argument("--concurrency", type=int, default=2, help="runs at a time (the instance's run queue)")
     parser.add_argument("--workdir", type=Path, help="keep the lake here (default: a temporary folder)")
@@ -103,14 +103,15 @@ def main() -> int:
                 if done % 24 == 0:
                     print(f"  {done} hours in {time.perf_counter() - started:.0f} s", flush=True)
         wall = time.perf_counter() - started
-        rows_match = loaded_rows(lake_dir) == expected_rows(keys, args.rows_per_hour)
+        expected = expected_rows(keys, args.rows_per_hour)
+        rows_match = loaded_rows(lake_dir) == expected
         with connect_lake(lake_settings(lake_dir)) as conn:
             started = time.perf_counter()
             maintenance = maintain(conn, snapshot_age=timedelta(0))
             maintenance_s = time.perf_counter() - started
         day = keys[:24]
         query_s, sessions = query_seconds(lake_dir, day[0], day[-1])
-    rows = sum(expected_rows(keys, args.rows_per_hour).values())
+    rows = sum(expected.values())
     figures = {
         "hours": len(keys),
         "rows": rows,
