@@ -36,12 +36,21 @@ of old hours updates their models too (``eager`` alone only looks at the latest 
 in-progress upstream runs and never requests a partition twice; and it needs no cursor code of ours.
 """
 
-ANALYTICS_AUTOMATION_SENSOR = dg.AutomationConditionSensorDefinition(
-    "growingio_analytics_automation",
-    target=dg.AssetSelection.groups("analytics"),
-    default_status=dg.DefaultSensorStatus.RUNNING,  # models follow loads without anyone turning this on
-    description="Evaluates the analytics models' automation condition every 30 s and launches their runs.",
-)
+ANALYTICS_AUTOMATION_SENSOR_NAME = "growingio_analytics_automation"
+
+
+def build_analytics_automation_sensor(
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+) -> dg.AutomationConditionSensorDefinition:
+    """The sensor that evaluates ``ANALYTICS_AUTOMATION``; running by default, so models follow loads without
+    anyone turning it on."""
+    return dg.AutomationConditionSensorDefinition(
+        ANALYTICS_AUTOMATION_SENSOR_NAME,
+        target=dg.AssetSelection.groups("analytics"),
+        default_status=default_status,
+        description="Evaluates the analytics models' automation condition every 30 s and launches their runs.",
+    )
+
 
 # Two model runs on a PostgreSQL catalog (two hours at once) can meet a commit conflict on the same model table:
 # dbt then fails the model, and the run is retried whole (a partition run is idempotent).

@@ -5,7 +5,7 @@ GROWINGIO_BASE_URL, GROWINGIO_TOKEN, GROWINGIO_PROJECT_ID, GROWINGIO_CLIENT_ID, 
 GROWINGIO_EXPORT_TYPE (hour | day), and the lake's GROWINGIO_LAKE_* and GROWINGIO_S3_* (see lake.py); for key-pair
 authentication instead of a token, GROWINGIO_PRIVATE_KEY and GROWINGIO_PROJECT_UID (the shared code is kept in
 GROWINGIO_LAKE_CATALOG); GROWINGIO_CATCH_UP (on | off), GROWINGIO_CATCH_UP_EVENT_TYPES, GROWINGIO_RETRY_BACKOFF_MIN,
-GROWINGIO_ALERT_WEBHOOK.
+GROWINGIO_ALERT_WEBHOOK; GROWINGIO_ANALYTICS_AUTOMATION (on | off).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from datetime import timedelta
 import dagster as dg
 
 from growingio_pipeline.analytics_assets import (
-    ANALYTICS_AUTOMATION_SENSOR,
     ANALYTICS_JOB,
     build_analytics_assets,
+    build_analytics_automation_sensor,
     dbt_resource,
 )
 from growingio_pipeline.assets import build_event_assets
@@ -40,13 +40,14 @@ def build_definitions(
     catch_up: bool = True,
     retry_backoff: timedelta = DEFAULT_BACKOFF,
     catch_up_event_types: tuple[str, ...] = tuple(EVENT_TYPES),
+    analytics_automation: bool = True,
 ) -> dg.Definitions:
     """All definitions for one export type (``hour`` or ``day``); ``catch_up`` starts the catch-up and re-issue
-    sensors and the guard schedule running."""
+    sensors and the guard schedule running, ``analytics_automation`` the sensor that runs the models."""
     partitions_def = build_partitions_def(export_type, start_date)
     event_assets = build_event_assets(export_type, partitions_def)
     policy = CatchUpPolicy(export_type, partitions_def.start, retry_backoff, catch_up_event_types)
-    sensor_status = dg.DefaultSensorStatus.RUNNING if catch_up else dg.DefaultSensorStatus.STOPPED
+    sensor_status = _sensor_status(catch_up)
     guards = build_guards(
         policy, default_status=dg.DefaultScheduleStatus.RUNNING if catch_up else dg.DefaultScheduleStatus.STOPPED
     )
@@ -68,7 +69,7 @@ def build_definitions(
                 description="Rebuilds what one hour can change in the analytics models (automation runs them too).",
             )
         )
-        sensors.append(ANALYTICS_AUTOMATION_SENSOR)
+        sensors.append(build_analytics_automation_sensor(_sensor_status(analytics_automation)))
     return dg.Definitions(
         assets=assets,
         asset_checks=[guards.checks],
@@ -86,15 +87,21 @@ def build_definitions(
     )
 
 
-def catch_up_from_env() -> bool:
-    """``GROWINGIO_CATCH_UP``: ``on`` (default) starts catch-up and the guards with the daemon; ``off`` does not.
+def _sensor_status(running: bool) -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
 
-    On by default: an hour nobody asked for is lost for good after 15 days, while a catch-up run is idempotent
-    and the sensor stays idle until credentials are set.
+
+def switch_from_env(name: str) -> bool:
+    """An ``on`` (default) or ``off`` setting.
+
+    ``GROWINGIO_CATCH_UP`` starts catch-up and the guards with the daemon. It is on by default: an hour nobody
+    asked for is lost for good after 15 days, while a catch-up run is idempotent and the sensor stays idle
+    until credentials are set. ``GROWINGIO_ANALYTICS_AUTOMATION`` runs the models once their hour is loaded;
+    ``off`` leaves them to be materialized by hand.
     """
-    value = os.environ.get("GROWINGIO_CATCH_UP", "on").strip().lower()
+    value = os.environ.get(name, "on").strip().lower()
     if value not in ("on", "off"):
-        raise ValueError(f"GROWINGIO_CATCH_UP must be 'on' or 'off', not {value!r}")
+        raise ValueError(f"{name} must be 'on' or 'off', not {value!r}")
     return value == "on"
 
 
@@ -126,7 +133,8 @@ def retry_backoff_from_env() -> timedelta:
 defs = build_definitions(
     export_type=os.environ.get("GROWINGIO_EXPORT_TYPE", "hour"),
     start_date=os.environ.get("GROWINGIO_START_DATE") or None,
-    catch_up=catch_up_from_env(),
+    catch_up=switch_from_env("GROWINGIO_CATCH_UP"),
     retry_backoff=retry_backoff_from_env(),
     catch_up_event_types=catch_up_event_types_from_env(),
+    analytics_automation=switch_from_env("GROWINGIO_ANALYTICS_AUTOMATION"),
 )

@@ -32,6 +32,8 @@ PRODUCTION_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "docs" / "produc
 """The documented instance settings for many machines: PostgreSQL storage, from DAGSTER_PG_* variables."""
 DAGSTER_MODULE = "growingio_pipeline.definitions"
 STARTUP_TIMEOUT_S = 180.0
+SENSORS_OFF = {"GROWINGIO_CATCH_UP": "off", "GROWINGIO_ANALYTICS_AUTOMATION": "off"}
+"""Settings that keep the daemon from starting runs of its own, which would add to the runs a test counts."""
 STOP_GRACE_S = 60.0
 """``dagster dev`` gives its webserver and daemon up to 60 s each to stop before it kills them."""
 
@@ -92,6 +94,25 @@ def process_group_members(pgid: int) -> list[int]:
     return members
 
 
+def lingering_group_members(pgid: int, settle_s: float = 20.0) -> list[str]:
+    """The command lines of processes still alive in group ``pgid`` after ``settle_s``.
+
+    A child that is already exiting when its leader ends (an interpreter's last clean-up) is not left behind;
+    on a loaded machine it can take seconds to go.
+    """
+    deadline = time.monotonic() + settle_s
+    while (members := process_group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [_command_line(pid) for pid in members]
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return f"{pid}: " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return f"{pid}: (ended)"
+
+
 def stop_process_group(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
     """SIGTERM the group's leader, let it stop its children, then SIGKILL whatever is left of the group.
 
@@ -131,8 +152,9 @@ def running_dagster_dev(
 
     With ``module=None`` it reads ``workspace.yaml`` in ``cwd``, as a user's plain ``dagster dev`` does.
 
-    ``env`` is added to this process's environment, after ``GROWINGIO_CATCH_UP=off`` (the catch-up sensor
-    would otherwise start runs of its own; a test that wants it sets it on); ``DAGSTER_HOME`` is set to ``dagster_home``
+    ``env`` is added to this process's environment, after ``GROWINGIO_CATCH_UP=off`` and
+    ``GROWINGIO_ANALYTICS_AUTOMATION=off`` (their sensors would otherwise start runs of their own; a test that
+    wants one sets it on); ``DAGSTER_HOME`` is set to ``dagster_home``
     (created if needed). Output goes to ``dagster_home/dagster-dev.log``. Yields once
     ``/server_info`` answers; a clear error with the log's tail if it does not within the timeout.
     """
@@ -145,7 +167,7 @@ def running_dagster_dev(
     with log_path.open("wb") as log, _sigint_not_ignored_in_children():
         process = subprocess.Popen(
             command,
-            env={**os.environ, "GROWINGIO_CATCH_UP": "off", **env, "DAGSTER_HOME": str(dagster_home)},
+            env={**os.environ, **SENSORS_OFF, **env, "DAGSTER_HOME": str(dagster_home)},
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -7,8 +7,9 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from growingio_pipeline.analytics_assets import dbt_resource
+from growingio_pipeline.analytics_assets import ANALYTICS_AUTOMATION_SENSOR_NAME, dbt_resource
 from growingio_pipeline.analytics_warehouse import DBT_PROJECT_DIR
+from growingio_pipeline.definitions import build_definitions
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline_tests.analytics_harness import ANALYTICS_ASSETS, MODELS
@@ -47,6 +48,16 @@ def test_every_model_column_has_a_description() -> None:
         assert columns, key
         undescribed = [column.name for column in columns if not (column.description or "").strip()]
         assert spec.description and undescribed == [], (key, undescribed)
+
+
+def test_the_models_automation_sensor_runs_by_default_and_stays_off_when_asked() -> None:
+    def status(defs: dg.Definitions) -> dg.DefaultSensorStatus:
+        [sensor] = [sensor for sensor in defs.sensors if sensor.name == ANALYTICS_AUTOMATION_SENSOR_NAME]
+        return sensor.default_status
+
+    assert status(build_definitions("hour", "202611150000")) is dg.DefaultSensorStatus.RUNNING
+    off = build_definitions("hour", "202611150000", analytics_automation=False)
+    assert status(off) is dg.DefaultSensorStatus.STOPPED
 
 
 def test_a_loaded_hour_makes_the_automation_request_exactly_that_hour_of_every_model(

@@ -10,7 +10,6 @@ import dagster as dg
 import httpx
 import pytest
 
-from growingio_pipeline.analytics_assets import ANALYTICS_AUTOMATION_SENSOR
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.partitions import BEIJING, KEY_FORMATS
 from growingio_pipeline_tests.conftest import PROJECT_ROOT
@@ -45,28 +44,6 @@ def _graphql(url: str, query: str, variables: dict) -> dict:
     payload = response.json()
     assert "errors" not in payload, payload
     return payload["data"]
-
-
-SENSORS = """
-query Sensors {
-  repositoriesOrError { ... on RepositoryConnection { nodes { sensors { id name } } } ... on Error { message } }
-}"""
-STOP_SENSOR = """
-mutation Stop($id: String!) {
-  stopSensor(id: $id) {
-    __typename
-    ... on StopSensorMutationResult { instigationState { status } }
-    ... on Error { message }
-  }
-}"""
-
-
-def stop_sensor(url: str, name: str) -> None:
-    """Turn the sensor ``name`` off, as its toggle in the UI does."""
-    repositories = _graphql(url, SENSORS, {})["repositoriesOrError"]["nodes"]
-    [sensor_id] = [sensor["id"] for repo in repositories for sensor in repo["sensors"] if sensor["name"] == name]
-    stopped = _graphql(url, STOP_SENSOR, {"id": sensor_id})["stopSensor"]
-    assert stopped.get("instigationState", {}).get("status") == "STOPPED", stopped
 
 
 def launch_backfill(url: str, partition_keys: list[str]) -> str:
@@ -107,8 +84,6 @@ def test_backfill_of_48_hours_loads_every_partition_once_without_lock_errors(mak
     }
 
     with running_dagster_dev(dagster_home, env, cwd=PROJECT_ROOT) as dev:
-        # This test is about the loads: the models' runs, which the automation would add, are tested elsewhere.
-        stop_sensor(dev.graphql_url, ANALYTICS_AUTOMATION_SENSOR.name)
         started = time.monotonic()
         backfill_id = launch_backfill(dev.graphql_url, PARTITION_KEYS)
         status = _wait_for_backfill(dev.graphql_url, backfill_id)

@@ -20,8 +20,8 @@ from growingio_pipeline.checks import CHECK_KINDS
 from growingio_pipeline.definitions import (
     build_definitions,
     catch_up_event_types_from_env,
-    catch_up_from_env,
     retry_backoff_from_env,
+    switch_from_env,
 )
 from growingio_pipeline.event_types import BEIJING, EVENT_TYPES
 from growingio_pipeline.lake import LakeSettings, connect_lake
@@ -216,11 +216,19 @@ def test_catch_up_event_types_are_read_from_the_environment(monkeypatch):
         catch_up_event_types_from_env()
 
 
+@pytest.mark.parametrize("name", ["GROWINGIO_CATCH_UP", "GROWINGIO_ANALYTICS_AUTOMATION"])
 @pytest.mark.parametrize("value", ["yes", "1"])
-def test_a_bad_catch_up_setting_is_refused_clearly(monkeypatch, value):
-    monkeypatch.setenv("GROWINGIO_CATCH_UP", value)
-    with pytest.raises(ValueError, match="GROWINGIO_CATCH_UP must be 'on' or 'off'"):
-        catch_up_from_env()
+def test_a_bad_on_off_setting_is_refused_clearly(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=f"{name} must be 'on' or 'off', not '{value}'"):
+        switch_from_env(name)
+
+
+def test_on_off_settings_are_on_unless_set_off(monkeypatch):
+    monkeypatch.delenv("GROWINGIO_ANALYTICS_AUTOMATION", raising=False)
+    assert switch_from_env("GROWINGIO_ANALYTICS_AUTOMATION") is True
+    monkeypatch.setenv("GROWINGIO_ANALYTICS_AUTOMATION", " OFF ")
+    assert switch_from_env("GROWINGIO_ANALYTICS_AUTOMATION") is False
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "ten", "nan"])

@@ -8,6 +8,7 @@ import subprocess
 from growingio_pipeline.checks import CHECK_KINDS
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.guards import EXPIRY_CHECK, FRESHNESS_CHECK
+from growingio_pipeline_tests.analytics_harness import ANALYTICS_ASSETS, MODELS
 from growingio_pipeline_tests.dagster_processes import (
     dagster_home_on_postgres,
     environment_without_settings,
@@ -44,9 +45,12 @@ def test_a_run_from_the_command_line_is_stored_in_postgres(postgres_server, loca
         )
         [(check_evaluations,)] = cursor.fetchall()
     assert status == "SUCCESS"
-    expected_keys = sorted(json.dumps(["growingio", name]) for name in EVENT_TYPES)
-    assert materialized == [(key, FINISHED_PARTITION) for key in expected_keys]
-    # `--select '*'` selects every check on the assets: the four per hour, and the two window-wide guards.
-    assert check_evaluations == (len(CHECK_KINDS) + len(GUARD_CHECKS)) * len(EVENT_TYPES)
+    # `--select '*'` selects the raw tables and the models built on them, with every check on them: the four
+    # per hour and the two window-wide guards of each raw table, and the models' dbt tests.
+    raw_keys = [json.dumps(["growingio", name]) for name in EVENT_TYPES]
+    model_keys = [json.dumps(["analytics", name]) for name in MODELS]
+    assert materialized == [(key, FINISHED_PARTITION) for key in sorted(raw_keys + model_keys)]
+    raw_checks = (len(CHECK_KINDS) + len(GUARD_CHECKS)) * len(EVENT_TYPES)
+    assert check_evaluations == raw_checks + len(ANALYTICS_ASSETS.check_keys)
     # Nothing went to the default SQLite storage beside DAGSTER_HOME.
     assert not list((tmp_path / "dagster_home").rglob("*.db"))

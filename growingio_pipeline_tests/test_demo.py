@@ -20,7 +20,7 @@ from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.resources import STAGING_FOLDER
 from growingio_pipeline_tests.analytics_harness import MODELS
 from growingio_pipeline_tests.conftest import PROJECT_ROOT
-from growingio_pipeline_tests.dagster_processes import port_is_open, process_group_members
+from growingio_pipeline_tests.dagster_processes import lingering_group_members, port_is_open
 from growingio_pipeline_tests.pipeline_harness import table_snapshot
 
 HOURS = 2
@@ -69,7 +69,7 @@ def run_demo(lake_dir: Path, dagster_home: Path, hours: int = HOURS) -> DemoRun:
             process.kill()
             process.communicate()
     assert process.returncode == 0, f"the demo exited with {process.returncode}:\n{stdout}\n{stderr}"
-    assert process_group_members(process.pid) == [], "the demo left processes running"
+    assert lingering_group_members(process.pid) == [], "the demo left processes running"
     server = SERVER_LINE.search(stdout)
     assert server, stdout
     return DemoRun(stdout, int(server.group(1)))

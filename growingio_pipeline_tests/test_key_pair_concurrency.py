@@ -16,7 +16,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from growingio_pipeline.analytics_assets import ANALYTICS_AUTOMATION_SENSOR
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline_tests.conftest import PROJECT_ROOT, start_server
@@ -27,7 +26,7 @@ from growingio_pipeline_tests.reliability_support import (
     start_worker,
     worker_environment,
 )
-from growingio_pipeline_tests.test_backfill import PARTITION_KEYS, _wait_for_backfill, launch_backfill, stop_sensor
+from growingio_pipeline_tests.test_backfill import PARTITION_KEYS, _wait_for_backfill, launch_backfill
 from growingio_pipeline_tests.test_key_pair_auth import KEY_PAIR, invalidate_from_outside
 
 CONCURRENT_PARTITIONS = ("202611290100", "202611290200", "202611290300", "202611290400")
@@ -88,7 +87,6 @@ def run_backfill(
     env = key_pair_environment(server, lake_dir)
     env["GROWINGIO_START_DATE"] = partition_keys[0]
     with running_dagster_dev(dagster_home, env, cwd=PROJECT_ROOT) as dev:
-        stop_sensor(dev.graphql_url, ANALYTICS_AUTOMATION_SENSOR.name)  # the loads alone, as in test_backfill
         backfill_id = launch_backfill(dev.graphql_url, partition_keys)
         helper = threading.Thread(target=meanwhile, daemon=True)
         helper.start()

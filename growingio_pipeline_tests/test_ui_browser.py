@@ -26,8 +26,8 @@ from growingio_pipeline_tests.analytics_harness import ANALYTICS_ASSETS, MODELS
 from growingio_pipeline_tests.conftest import PROJECT_ROOT
 from growingio_pipeline_tests.dagster_processes import (
     DagsterDev,
+    lingering_group_members,
     log_tail,
-    process_group_members,
     running_dagster_dev,
     running_local_server_command,
 )
@@ -102,8 +102,8 @@ def test_the_ui_lists_the_assets_and_materializes_a_partition(tmp_path: Path) ->
                     browser.close()
         server_group = server.process.pid
 
-    assert process_group_members(dagster_group) == [], "dagster dev left processes behind"
-    assert process_group_members(server_group) == [], "the local export server left processes behind"
+    assert lingering_group_members(dagster_group) == [], "dagster dev left processes behind"
+    assert lingering_group_members(server_group) == [], "the local export server left processes behind"
     with read_lake(lake_dir) as conn:
         page_rows = conn.execute(
             "SELECT count(*) FROM growingio.page WHERE _partition_key = ?", [partition]
