@@ -20,7 +20,6 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from packaging import version
 
 from growingio_pipeline.analytics_warehouse import DBT_PROJECT_DIR, dbt_environment
-from growingio_pipeline.lake import host_write_lock
 from growingio_pipeline.resources import WarehouseResource
 
 DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR)
@@ -135,9 +134,8 @@ def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> dg.Assets
     ) -> Iterator[Any]:
         settings = warehouse.lake_settings()
         environment = {**dbt_environment(settings), **window_environment(*partition_window(context))}
-        # On a SQLite catalog the build takes its turn with this host's loads (each load's transaction is short;
-        # a model committed inside one would fail it); on a PostgreSQL catalog it takes no lock at all.
-        with environment_set(environment), host_write_lock(settings):
+        # Each model takes its turn with this host's loads on a SQLite catalog (the project's hooks).
+        with environment_set(environment):
             yield from dbt.cli(["build"], context=context).stream()
 
     return analytics_models

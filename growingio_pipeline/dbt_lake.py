@@ -5,6 +5,10 @@ extension directory (``update_connection_config``) and lets this plugin attach t
 (``configure_connection``), from the ``GROWINGIO_LAKE_*`` and ``GROWINGIO_S3_*`` variables of dbt's
 environment. Catalog password and S3 keys thus become DuckDB temporary secrets in memory: they are never in
 ``profiles.yml``, in dbt's parsed profile or in its logs.
+
+It also gives dbt the SQL function ``growingio_write_turn('take' | 'give')``, which the project's hooks call
+around each model (``dbt_project.yml``): on a SQLite catalog a model then takes this host's write turn for its
+own transaction only, so loads wait at most for one model's commit, never for a whole dbt run.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dbt.adapters.duckdb.credentials import DuckDBCredentials
 from dbt.adapters.duckdb.plugins import BasePlugin
 
 from growingio_pipeline.duckdb_extensions import connection_config
-from growingio_pipeline.lake import LakeSettings, attach_lake
+from growingio_pipeline.lake import HostWriteTurn, LakeSettings, attach_lake
 
 
 class Plugin(BasePlugin):
@@ -39,3 +43,17 @@ class Plugin(BasePlugin):
                 "GROWINGIO_LAKE_CATALOG and GROWINGIO_LAKE_DATA_PATH (the Dagster assets set them for dbt)"
             )
         attach_lake(conn, settings)
+        turn = HostWriteTurn(settings)
+        actions = {"take": turn.take, "give": turn.give}
+
+        def write_turn(action: str) -> bool:
+            actions[action]()
+            return True
+
+        conn.create_function(
+            "growingio_write_turn",
+            write_turn,
+            [duckdb.sqltype("VARCHAR")],
+            duckdb.sqltype("BOOLEAN"),
+            side_effects=True,
+        )

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 import duckdb
 
@@ -316,20 +316,33 @@ def _write_lock_path(catalog: Path) -> Path:
     return catalog.with_name(catalog.name + ".write-lock")
 
 
-@contextlib.contextmanager
-def host_write_lock(settings: LakeSettings) -> Iterator[None]:
-    """The turn of this host's writers (see ``write_transaction``) for a writer in another process, such as dbt.
+class HostWriteTurn:
+    """This host's write turn (see ``write_transaction``) for a writer in another process, such as dbt, which
+    takes it before each of its transactions and gives it back after the commit.
 
-    Held for the block on a SQLite catalog (a SQLite writer whose transaction spans another's commit fails at
-    its own commit: "database is locked"); nothing on a PostgreSQL catalog, whose writers never wait.
+    A SQLite catalog needs it (a SQLite writer whose transaction spans another's commit fails at its own commit:
+    "database is locked"); a PostgreSQL catalog, whose writers never wait, takes none. Taking a turn already
+    held does nothing, and a turn never given back ends with the process.
     """
-    if settings.is_postgres:
-        yield
-        return
-    catalog = Path(settings.catalog).absolute()
-    catalog.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(_write_lock_path(catalog)):
-        yield
+
+    def __init__(self, settings: LakeSettings) -> None:
+        self._path = None if settings.is_postgres else _write_lock_path(Path(settings.catalog).absolute())
+        self._held: IO[str] | None = None
+
+    def take(self) -> None:
+        """Wait for the turn, then hold it."""
+        if self._path is None or self._held is not None:
+            return
+        held = open(self._path, "a")  # noqa: SIM115 (held open across calls until ``give``)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        self._held = held
+
+    def give(self) -> None:
+        """Give the turn back to this host's other writers."""
+        if self._held is not None:
+            fcntl.flock(self._held, fcntl.LOCK_UN)
+            self._held.close()
+            self._held = None
 
 
 @contextlib.contextmanager

@@ -34,7 +34,8 @@ from growingio_pipeline_tests.services import PostgresServer, SeaweedS3, lake_en
 
 WRITER_PARTITIONS = ["202612100000", "202612100100"]
 """Hours a concurrent writer replaces, days after the model run's window (its rows never reach the models)."""
-WRITER_ROUNDS, WRITER_ROWS = 6, 2000
+WRITER_ROUNDS, WRITER_ROWS = 30, 2000
+"""Enough rounds for the writer to outlast the dbt run's start, so its commits meet the models' commits."""
 WRITER_TIMEOUT_S = 300
 
 
@@ -44,6 +45,7 @@ def test_a_model_run_and_a_writer_replacing_partitions_at_the_same_time_both_suc
     lake_dir = tmp_path / "lake"
     assert run_hour(local_server, lake_dir, FINISHED_PARTITION).success  # raw rows and models of one hour
     log_path = tmp_path / "writer.log"
+    [(before_writer,)] = query(lake_dir, "SELECT max(snapshot_id) FROM ducklake_snapshots('lake')")
     with log_path.open("wb") as log:
         writer = subprocess.Popen(
             [sys.executable, "-m", "growingio_pipeline_tests.lake_writer", str(lake_dir),
@@ -61,6 +63,31 @@ def test_a_model_run_and_a_writer_replacing_partitions_at_the_same_time_both_suc
     final = query(lake_dir, "SELECT _partition_key, title, count(*) FROM growingio.page GROUP BY ALL")
     expected = [(key, f"round-{WRITER_ROUNDS - 1}", WRITER_ROWS) for key in WRITER_PARTITIONS]
     assert sorted(row for row in final if row[0] in WRITER_PARTITIONS) == expected
+    # Models take this host's write turn per model, not for the whole dbt run: the writer commits between them.
+    writer_commits, model_commits = commits_by_schema(lake_dir, since=before_writer)
+    assert model_commits, "the models committed nothing"
+    assert [commit for commit in writer_commits if model_commits[0] < commit < model_commits[-1]], (
+        writer_commits,
+        model_commits,
+    )
+
+
+def commits_by_schema(lake_dir: Path, since: int) -> tuple[list[int], list[int]]:
+    """The lake's snapshots after ``since`` that inserted into a ``growingio`` table, and into an ``analytics`` one."""
+    rows = query(
+        lake_dir,
+        f"""SELECT DISTINCT snapshot.snapshot_id, schema.schema_name
+        FROM ducklake_snapshots('lake') snapshot,
+             unnest(snapshot.changes['tables_inserted_into']) inserted(table_id)
+        JOIN __ducklake_metadata_lake.ducklake_table tables ON tables.table_id = inserted.table_id::BIGINT
+        JOIN __ducklake_metadata_lake.ducklake_schema schema ON schema.schema_id = tables.schema_id
+        WHERE snapshot.snapshot_id > {since}
+        ORDER BY 1""",
+    )
+    return (
+        [snapshot for snapshot, schema in rows if schema == "growingio"],
+        [snapshot for snapshot, schema in rows if schema == "analytics"],
+    )
 
 
 def test_dbt_builds_the_models_in_a_lake_on_postgres_and_s3_without_showing_its_secrets(
