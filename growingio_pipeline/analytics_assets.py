@@ -5,9 +5,12 @@ rebuilds only what those hours can change (see ``dbt_project/macros/partition_wi
 update on their own once an hour is loaded: see ``ANALYTICS_AUTOMATION``.
 """
 
+import fcntl
 import importlib.metadata
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
@@ -77,15 +80,29 @@ def prepare_manifest() -> None:
     """Parse the dbt project when its manifest is missing or older than any project file.
 
     The profile names no lake (the plugin reads it from the environment at run time), so one parse serves
-    every lake and every hour.
+    every lake and every hour. Processes starting at once (a daemon, its code server, runs) parse once: one
+    holds a lock while it parses into a folder of its own, then moves the manifest into place whole, so no
+    process ever reads half a manifest.
     """
     manifest = DBT_PROJECT.manifest_path
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with open(manifest.parent / ".parse-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _manifest_is_current(manifest):
+            return
+        parse_dir = Path(tempfile.mkdtemp(prefix="parse-", dir=manifest.parent))
+        try:
+            dbt_resource().cli(["parse", "--quiet"], target_path=parse_dir).wait()
+            os.replace(parse_dir / manifest.name, manifest)
+        finally:
+            shutil.rmtree(parse_dir, ignore_errors=True)
+
+
+def _manifest_is_current(manifest: Path) -> bool:
     sources = [
         path for path in DBT_PROJECT_DIR.rglob("*") if path.suffix in (".sql", ".yml") and "target" not in path.parts
     ]
-    if manifest.exists() and manifest.stat().st_mtime >= max(path.stat().st_mtime for path in sources):
-        return
-    dbt_resource().cli(["parse", "--quiet"], target_path=DBT_PROJECT.target_path).wait()
+    return manifest.exists() and manifest.stat().st_mtime >= max(path.stat().st_mtime for path in sources)
 
 
 def window_environment(start_key: str, end_key: str) -> dict[str, str]:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+from subprocess import PIPE
 
 import dagster as dg
 import yaml
@@ -96,3 +101,27 @@ def test_every_raw_column_is_described_for_dbt() -> None:
     assert set(described) == set(EVENT_TYPES)
     for event_type in EVENT_TYPES.values():
         assert set(event_type.column_names) <= described[event_type.name], event_type.name
+
+
+_READ_MANIFEST = """
+import json, time
+from growingio_pipeline.analytics_assets import DBT_PROJECT, prepare_manifest
+prepare_manifest()
+seen, deadline = set(), time.monotonic() + 15
+while time.monotonic() < deadline:  # keep reading while the other processes start: never half a manifest
+    seen.add(json.loads(DBT_PROJECT.manifest_path.read_text())["metadata"]["invocation_id"])
+print(" ".join(sorted(seen)))
+"""
+
+
+def test_processes_starting_at_once_parse_the_project_once_and_read_whole_manifests() -> None:
+    os.utime(DBT_PROJECT_DIR / "models" / "events.sql")  # the manifest is now older than a project file
+    processes = []
+    for _ in range(3):
+        processes.append(subprocess.Popen([sys.executable, "-c", _READ_MANIFEST], stdout=PIPE, stderr=PIPE, text=True))
+        time.sleep(2)  # each starts while the one before may be parsing, or reading what it parsed
+    outputs = [process.communicate(timeout=300) for process in processes]
+
+    assert [process.returncode for process in processes] == [0, 0, 0], [stderr[-2000:] for _, stderr in outputs]
+    assert len({stdout.strip() for stdout, _ in outputs}) == 1, "one parse, read whole by all three"
+    assert len(outputs[0][0].split()) == 1, outputs
