@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import fcntl
 import hashlib
 import json
 import logging
@@ -385,21 +386,37 @@ _install_log_redaction()
 
 
 class _Throttle:
-    """Spaces calls at least ``1 / calls_per_second`` apart, across threads."""
+    """Spaces calls at least ``1 / calls_per_second`` apart, across threads and across this host's processes.
 
-    def __init__(self, calls_per_second: float):
+    GrowingIO's limit is per token, and the runs of one host (catch-up runs two at a time, a backfill, the
+    re-issue sensor) each have their own client: they share the next free slot through ``slot_file``, under
+    an exclusive lock. The monotonic clock is the machine's, the same for every process.
+    """
+
+    def __init__(self, calls_per_second: float, slot_file: Path):
         self._interval = 1.0 / calls_per_second
         self._lock = threading.Lock()
-        self._next_slot = 0.0
+        self._slot_file = slot_file
 
     def wait(self) -> None:
         """Block until this caller's slot comes."""
-        with self._lock:
+        with self._lock, open(self._slot_file, "a+") as shared:
+            fcntl.flock(shared, fcntl.LOCK_EX)
+            shared.seek(0)
+            stored = shared.read().strip()
             now = time.monotonic()
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self._interval
+            slot = max(now, float(stored) if stored else 0.0)
+            shared.seek(0)
+            shared.truncate()
+            shared.write(repr(slot + self._interval))
         if slot > now:
             time.sleep(slot - now)
+
+
+def _throttle_slot_file(settings: ClientSettings) -> Path:
+    """The host's slot file for one API and project (a digest names it: the file says nothing of either)."""
+    digest = hashlib.sha256(f"{settings.base_url}\0{settings.project_id}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"growingio-api-slots-{digest}"
 
 
 _Fail = Callable[[str], "ResponseFormatError"]
@@ -424,7 +441,7 @@ class ExportClient:
         if not isinstance(settings, ClientSettings):
             raise TypeError(f"settings must be ClientSettings, got {type(settings).__name__}")
         self.settings = settings
-        self._throttle = _Throttle(settings.calls_per_second)
+        self._throttle = _Throttle(settings.calls_per_second, _throttle_slot_file(settings))
         self._random = random.Random()
         self._secrets: tuple[str, ...] = tuple(
             secret for secret in (settings.token, settings.private_key, settings.lake_catalog_password) if secret

@@ -199,7 +199,7 @@ def running_seaweedfs() -> Iterator[SeaweedS3]:
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [weed, "server", f"-dir={folder / 'data'}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}", "-s3",
-                 f"-s3.config={identities}", "-s3.port.iceberg=0", "-master.telemetry=false",
+                 f"-s3.config={identities}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
                  "-master.volumeSizeLimitMB=64", "-volume.max=0", "-volume.preStopSeconds=0",
                  f"-filer.localSocket={folder / 'filer.sock'}", f"-s3.localSocket={folder / 's3.sock'}",
                  *(f"-{flag}={port}" for flag, port in ports.items())],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +25,7 @@ from growingio_pipeline.export_api import (
     InvalidRequestError,
     ResponseFormatError,
 )
-from growingio_pipeline_tests.conftest import client_for
+from growingio_pipeline_tests.conftest import client_for, server_settings
 
 FINISHED_HOUR = "2026112910"  # the fixtures' clock stands at 2026-11-29 12:00 Beijing time
 
@@ -303,3 +305,24 @@ def test_client_stays_under_two_calls_per_second(make_local_server: Any) -> None
     with client_for(server, calls_per_second=2.0, max_retries=0) as client:
         statuses = [client.request_export("hour", FINISHED_HOUR).status for _ in range(5)]
     assert statuses == [ExportStatus.FINISHED] * 5
+
+
+_CALLS_FROM_ANOTHER_PROCESS = """
+import json, sys
+from growingio_pipeline.export_api import ClientSettings, ExportClient
+settings = ClientSettings(**json.loads(sys.argv[1]))
+with ExportClient(settings) as client:
+    print([client.request_export("hour", sys.argv[2]).status.value for _ in range(4)])
+"""
+
+
+def test_clients_in_separate_processes_share_the_two_calls_per_second(make_local_server: Any) -> None:
+    server = make_local_server(calls_per_second=2.0)
+    # No retries: a single 429 from the server's limiter fails a process. Two runs of one host, two processes.
+    settings = json.dumps({**server_settings(server), "calls_per_second": 2.0, "max_retries": 0})
+    command = [sys.executable, "-c", _CALLS_FROM_ANOTHER_PROCESS, settings, FINISHED_HOUR]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=120) for process in processes]
+
+    assert [process.returncode for process in processes] == [0, 0], [stderr[-2000:] for _, stderr in outputs]
+    assert [call.status for call in server.api_calls] == [200] * 8
