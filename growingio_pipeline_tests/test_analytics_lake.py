@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -31,6 +32,7 @@ from growingio_pipeline_tests.pipeline_harness import (
     warehouse_resource,
 )
 from growingio_pipeline_tests.services import PostgresServer, SeaweedS3, lake_environment
+from growingio_pipeline_tests.test_lake import growingio_sql
 
 WRITER_PARTITIONS = ["202612100000", "202612100100"]
 """Hours a concurrent writer replaces, days after the model run's window (its rows never reach the models)."""
@@ -52,12 +54,21 @@ def test_a_model_run_and_a_writer_replacing_partitions_at_the_same_time_both_suc
              str(WRITER_ROUNDS), str(WRITER_ROWS), *WRITER_PARTITIONS],
             cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        analyst = AnalystQueries(lake_dir)
+        analyst.start()
         try:
             models = run_models(warehouse_resource(lake_dir), FINISHED_PARTITION)
         finally:
             writer_exit = writer.wait(timeout=WRITER_TIMEOUT_S)
+            analyst.stop.set()
+            analyst.join()
 
     assert writer_exit == 0, log_path.read_text()[-4000:]
+    # README's query, by the installed command, again and again while the loads and the models wrote.
+    assert len(analyst.answers) >= 3, analyst.answers
+    assert all(answer.returncode == 0 and FINISHED_PARTITION[:4] in answer.stdout for answer in analyst.answers), [
+        answer.stderr for answer in analyst.answers if answer.returncode
+    ]
     assert models.success
     assert [check.check_name for check in models.get_asset_check_evaluations() if not check.passed] == []
     final = query(lake_dir, "SELECT _partition_key, title, count(*) FROM growingio.page GROUP BY ALL")
@@ -70,6 +81,22 @@ def test_a_model_run_and_a_writer_replacing_partitions_at_the_same_time_both_suc
         writer_commits,
         model_commits,
     )
+
+
+class AnalystQueries(threading.Thread):
+    """Runs ``growingio-sql "select * from analytics.daily_metrics order by 1 limit 5"`` until ``stop`` is set."""
+
+    def __init__(self, lake_dir: Path) -> None:
+        super().__init__(daemon=True)
+        self.lake_dir = lake_dir
+        self.stop = threading.Event()
+        self.answers: list[subprocess.CompletedProcess[str]] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.answers.append(
+                growingio_sql(self.lake_dir, "select * from analytics.daily_metrics order by 1 limit 5")
+            )
 
 
 def commits_by_schema(lake_dir: Path, since: int) -> tuple[list[int], list[int]]:
