@@ -17,7 +17,7 @@ import dagster as dg
 
 from growingio_pipeline.alerts import send_alert, webhook_url
 from growingio_pipeline.catchup import EXPIRY_WARNING, FRESHNESS_LAG, CatchUpPolicy, DuePartition, WindowState
-from growingio_pipeline.catchup_sensor import read_window, utc_now
+from growingio_pipeline.catchup_sensor import PARTITION_TAG, read_window, utc_now
 from growingio_pipeline.checks import asset_key
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.resources import WarehouseResource
@@ -168,7 +168,7 @@ def _build_failure_sensor() -> dg.SensorDefinition:
                 "event": "run_failed",
                 "run_id": run.run_id,
                 "job_name": run.job_name,
-                "partition_key": run.tags.get("dagster/partition"),
+                "partition_key": run.tags.get(PARTITION_TAG),
                 "message": context.failure_event.message or "",
                 "errors": [_step_error(event) for event in context.get_step_failure_events()],
             }
