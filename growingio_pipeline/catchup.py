@@ -16,10 +16,9 @@ from datetime import datetime, timedelta
 import duckdb
 
 from growingio_pipeline.event_types import BEIJING, EVENT_TYPES, RETENTION_DAYS, get_event_type
-from growingio_pipeline.export_contract import KEY_FORMATS
+from growingio_pipeline.export_contract import EXPORT_PERIODS, KEY_FORMATS
 from growingio_pipeline.warehouse import LEDGER_TABLE, LoadStatus, ledger_columns
 
-PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 READY_AFTER = {"hour": timedelta(minutes=70), "day": timedelta(hours=6)}
 """When a first attempt is worth it: hourly exports are ready ~40 min after the hour (60 for 23:00-02:00);
 the vendor advises daily exports after 06:00."""
@@ -76,7 +75,7 @@ class CatchUpPolicy:
             raise ValueError("catch-up needs at least one event type")
         for name in self.event_types:
             get_event_type(name)  # a clear ValueError naming the known types
-        if self.export_type not in PERIODS:
+        if self.export_type not in EXPORT_PERIODS:
             raise ValueError(f"export type must be 'hour' or 'day', not {self.export_type!r}")
         if self.backoff <= timedelta(0):
             raise ValueError(f"the retry backoff must be positive, got {self.backoff}")
@@ -86,7 +85,7 @@ class CatchUpPolicy:
     @property
     def period(self) -> timedelta:
         """One partition's length."""
-        return PERIODS[self.export_type]
+        return EXPORT_PERIODS[self.export_type]
 
     def key(self, start: datetime) -> str:
         """The partition key (``export_date``) of the partition starting at ``start``."""
@@ -202,7 +201,7 @@ class WindowState:
 
 def freshness_fail_window(export_type: str) -> timedelta:
     """How long without a new materialization an asset stays fresh: the allowed lag plus one period."""
-    return FRESHNESS_LAG + PERIODS[export_type]
+    return FRESHNESS_LAG + EXPORT_PERIODS[export_type]
 
 
 def _period_floor(moment: datetime, export_type: str) -> datetime:

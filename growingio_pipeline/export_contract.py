@@ -5,8 +5,12 @@ One home for what the client, the partitions and the local export server must ag
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 EXPORT_TYPES = ("hour", "day")
 """Hourly exports and daily exports."""
+EXPORT_PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+"""The span of time one export of each type covers."""
 
 MAX_EXPIRE_MINUTES = 10080
 """The longest link lifetime the API grants (``expire``), 7 days."""

@@ -30,7 +30,7 @@ import polars as pl
 
 from growingio_pipeline.auth import CODE_LIFETIME_S, TOKEN_PATH, sign
 from growingio_pipeline.event_types import BEIJING, EVENT_TYPES, RETENTION_DAYS, get_event_type
-from growingio_pipeline.export_contract import EXPORT_DATE_FORMATS, EXPORT_TYPES, MAX_EXPIRE_MINUTES
+from growingio_pipeline.export_contract import EXPORT_DATE_FORMATS, EXPORT_PERIODS, EXPORT_TYPES, MAX_EXPIRE_MINUTES
 from growingio_pipeline.local_server.clock import parse_export_date, utc_now
 from growingio_pipeline.local_server.csv_writer import (
     DEFAULT_COMPRESSLEVEL,
@@ -301,9 +301,7 @@ class LocalExportServer:
         if export_date in self._reissued:
             return self._reissued[export_date][1]
         start = parse_export_date(export_date)
-        return (
-            start + (timedelta(hours=1) if export_type == "hour" else timedelta(days=1)) + _latency(export_type, start)
-        )
+        return start + EXPORT_PERIODS[export_type] + _latency(export_type, start)
 
     def override_parts(self, event_type: str, export_date: str, parts: list[bytes]) -> None:
         """Serve ``parts`` verbatim as the parts of (type, export_date) instead of generated data."""
@@ -476,7 +474,7 @@ class LocalExportServer:
     def _status(self, export_type: str, export_date: str, now: datetime) -> tuple[str, str]:
         """The export's status (and errorMsg) at ``now``, from its period, latency and configuration."""
         start = parse_export_date(export_date)
-        end = start + (timedelta(hours=1) if export_type == "hour" else timedelta(days=1))
+        end = start + EXPORT_PERIODS[export_type]
         if now < end or start < now - timedelta(days=self.retention_days):
             return "NOT_EXISTS", ""
         if export_date in self.error_hours:
