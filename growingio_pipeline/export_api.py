@@ -3,7 +3,9 @@
 The API answers, for an hour or a day of one project, a status and (when ``FINISHED``) signed
 links to gzip CSV parts. This module validates inputs before any request, throttles and retries
 API calls, parses responses into typed results and downloads parts to disk with integrity checks,
-asking for fresh links when a download is short, corrupt or expired.
+asking for fresh links when a download is short, corrupt or expired. A caller may also read each
+part's inflated CSV while it downloads (:meth:`ExportClient.download_and_read_parts`): the part is
+decompressed once, for the integrity check and the reader together.
 
 Secrets never leave this module in full: the API token (or, in key-pair mode, the auth code) is sent
 only in the ``Authorization`` header of API calls (never to download hosts), the private key only
@@ -17,6 +19,7 @@ import binascii
 import email.utils
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -33,13 +36,14 @@ from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import urlsplit
 
 import httpx
 
 from growingio_pipeline.auth import TOKEN_PATH, SharedAuthCode, code_request_body, code_scope
 from growingio_pipeline.auth_code_store import open_auth_code_store
+from growingio_pipeline.byte_pipe import BytePipe
 from growingio_pipeline.event_types import BEIJING, EVENT_TYPES
 from growingio_pipeline.export_contract import EXPORT_DATE_FORMATS, EXPORT_TYPES, MAX_EXPIRE_MINUTES, MINUTE_FORMAT
 from growingio_pipeline.lake import DEFAULT_CATALOG
@@ -110,6 +114,12 @@ class DownloadedPart:
     size_bytes: int
     version: PartVersion
     """The part's size and validators as the download answered them."""
+
+
+ReadResult = TypeVar("ReadResult")
+PartReader = Callable[[Path, str, BinaryIO], ReadResult]
+"""Reads one part's inflated CSV as it downloads: given the part's final path, its link without the query
+string, and the stream. The stream ends only once the part is verified and at that path."""
 
 
 class ExportApiError(Exception):
@@ -223,7 +233,7 @@ class ClientSettings:
     running_poll_interval_s: float = _setting(30.0, "First pause between polls of a RUNNING export; doubles.")
     running_poll_max_interval_s: float = _setting(120.0, "Cap of the pause between polls of a RUNNING export.")
     expire_minutes: int = _setting(60, f"Lifetime of download links, in minutes (1..{MAX_EXPIRE_MINUTES}).")
-    download_concurrency: int = _setting(4, "Parts of one event type downloaded in parallel.")
+    download_concurrency: int = _setting(4, "Parts of one event type downloaded (each parsed as it arrives) at once.")
     max_link_refreshes: int = _setting(3, "How many times fresh links are requested for one event type's download.")
 
     def __post_init__(self) -> None:
@@ -743,6 +753,25 @@ class ExportClient:
         ``dest_dir`` from earlier calls are overwritten by index, never deleted: give each call its
         own directory.
         """
+        return [part for part, _ in self._download_all(result, event_type, dest_dir, None)]
+
+    def download_and_read_parts(
+        self, result: ExportResult, event_type: str, dest_dir: Path, read: PartReader[ReadResult]
+    ) -> list[tuple[DownloadedPart, ReadResult]]:
+        """:meth:`download_parts`, with ``read`` given each part's inflated CSV while it downloads; each part
+        with what ``read`` returned.
+
+        ``read`` runs in a thread of its own per part, so parsing overlaps the network and each part is
+        inflated once. Its stream ends only after the part is verified: a part that fails is read again
+        from the start when it is fetched again, and what ``read`` made of the failed attempt is its own
+        to discard (it sees :class:`~growingio_pipeline.byte_pipe.BrokenPipeFailure`). An error ``read``
+        raises on an intact part is raised here.
+        """
+        return self._download_all(result, event_type, dest_dir, read)
+
+    def _download_all(
+        self, result: ExportResult, event_type: str, dest_dir: Path, read: PartReader[ReadResult] | None
+    ) -> list[tuple[DownloadedPart, ReadResult]]:
         if event_type not in EVENT_TYPES:
             raise InvalidRequestError(f"event_type must be one of {', '.join(EVENT_TYPES)}, got {event_type!r}")
         if not isinstance(result, ExportResult) or result.status is not ExportStatus.FINISHED:
@@ -754,10 +783,10 @@ class ExportClient:
         if links is None:
             logger.warning("the export response has no links for %s; asking for them", event_type)
             links = self._fresh_links(result, event_type)
-        done: dict[int, DownloadedPart] = {}
+        done: dict[int, tuple[DownloadedPart, ReadResult]] = {}
         pending = list(range(len(links)))
         for refresh in range(self.settings.max_link_refreshes + 1):
-            failures = self._download_round(event_type, links, pending, dest_dir, done)
+            failures = self._download_round(event_type, links, pending, dest_dir, done, read)
             if not failures:
                 logger.info("downloaded %d %s part(s) to %s", len(links), event_type, dest_dir)
                 return [done[index] for index in range(len(links))]
@@ -823,16 +852,21 @@ class ExportClient:
         links: tuple[str, ...],
         pending: list[int],
         dest_dir: Path,
-        done: dict[int, DownloadedPart],
+        done: dict[int, tuple[DownloadedPart, ReadResult]],
+        read: PartReader[ReadResult] | None,
     ) -> dict[int, str]:
-        """Download ``pending`` parts in parallel into ``done``; the failure reason by index."""
+        """Download (and read) ``pending`` parts in parallel into ``done``; the failure reason by index."""
         if not pending:
             return {}
         failures: dict[int, str] = {}
         workers = min(self.settings.download_concurrency, len(pending))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="growingio-download") as pool:
+        with (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="growingio-download") as downloads,
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="growingio-read") as readers,
+        ):
             futures = {
-                index: pool.submit(self._download_part, event_type, index, links[index], dest_dir) for index in pending
+                index: downloads.submit(self._download_part, event_type, index, links[index], dest_dir, read, readers)
+                for index in pending
             }
             for index, future in futures.items():
                 try:
@@ -841,28 +875,55 @@ class ExportClient:
                     failures[index] = f"{redact_url(links[index])}: {failure}"
         return failures
 
-    def _download_part(self, event_type: str, index: int, link: str, dest_dir: Path) -> DownloadedPart:
+    def _download_part(
+        self,
+        event_type: str,
+        index: int,
+        link: str,
+        dest_dir: Path,
+        read: PartReader[ReadResult] | None,
+        readers: ThreadPoolExecutor,
+    ) -> tuple[DownloadedPart, ReadResult]:
         final_path = dest_dir / f"{event_type}-{index:05d}.csv.gz"
-        fd, temp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{final_path.name}.", suffix=".tmp")
+        source = redact_url(link)
+        if read is None:
+            version = self._save_verified(link, final_path, None)
+            return DownloadedPart(event_type, index, final_path, source, version.size_bytes or 0, version), cast(
+                ReadResult, None
+            )
+        pipe = BytePipe()
+        reading = readers.submit(_read_to_end, read, final_path, source, pipe)
+        try:
+            version = self._save_verified(link, final_path, pipe)
+        except BaseException as failure:
+            pipe.fail(failure)
+            reading.exception()  # waits for the reader, whose outcome is moot: the part is fetched again
+            raise
+        pipe.finish()
+        return DownloadedPart(event_type, index, final_path, source, version.size_bytes or 0, version), reading.result()
+
+    def _save_verified(self, link: str, final_path: Path, inflated: BytePipe | None) -> PartVersion:
+        """Download ``link`` to ``final_path`` through a temporary file, verified (see :meth:`_stream_verified`)."""
+        fd, temp_name = tempfile.mkstemp(dir=final_path.parent, prefix=f".{final_path.name}.", suffix=".tmp")
         temp_path = Path(temp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                version = self._stream_verified(link, out)
-                size = version.size_bytes or 0
+                version = self._stream_verified(link, out, inflated)
             os.replace(temp_path, final_path)
         except BaseException:
             temp_path.unlink(missing_ok=True)
             raise
-        return DownloadedPart(event_type, index, final_path, redact_url(link), size, version)
+        return version
 
-    def _stream_verified(self, link: str, out: BinaryIO) -> PartVersion:
+    def _stream_verified(self, link: str, out: BinaryIO, inflated: BytePipe | None) -> PartVersion:
         """Write the link's raw bytes to ``out``, checked against Content-Length, MD5 and gzip integrity.
 
         The gzip stream is inflated chunk by chunk as it arrives, in this download thread (zlib
-        releases the GIL), so the check overlaps network I/O instead of reading the file again.
+        releases the GIL), so the check overlaps network I/O instead of reading the file again; the
+        inflated bytes go to ``inflated`` when a reader wants them.
         """
         digest = hashlib.md5(usedforsecurity=False)
-        gzip_check = _GzipCheck()
+        gzip_check = _GzipCheck(None if inflated is None else inflated.feed)
         size = 0
         try:
             # Links point at a storage host: no API credentials go there.
@@ -888,6 +949,12 @@ class ExportClient:
             _verify_md5(digest.digest(), expected_md5)
         gzip_check.finish()
         return _part_version(headers, size)
+
+
+def _read_to_end(read: PartReader[ReadResult], final_path: Path, source: str, pipe: BytePipe) -> ReadResult:
+    """Run ``read`` on the pipe; closing it after, so that a reader that stops early never stalls the download."""
+    with pipe:
+        return read(final_path, source, io.BufferedReader(pipe))
 
 
 def _part_version(headers: httpx.Headers, size: int | None) -> PartVersion:
@@ -1003,10 +1070,12 @@ _INFLATE_OUTPUT_BYTES = 4 * 1024 * 1024  # bounds the inflated bytes held at onc
 class _GzipCheck:
     """Incremental gzip integrity check: every member inflated, its CRC-32 and length verified.
 
-    Accepts what ``gzip.open`` accepts: concatenated members, zero padding after a member.
+    Accepts what ``gzip.open`` accepts: concatenated members, zero padding after a member. The inflated
+    bytes go to ``on_inflated`` (when given) as they come, at most ``_INFLATE_OUTPUT_BYTES`` at a time.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_inflated: Callable[[bytes], None] | None = None) -> None:
+        self._on_inflated = on_inflated
         self._head = b""
         self._inflater: Any = None
         self._member_started = False
@@ -1027,14 +1096,16 @@ class _GzipCheck:
             raise _PartFailure(f"gzip check failed: {exc}") from None
 
     def _inflate(self, data: bytes) -> bytes:
-        """Inflate ``data`` (output discarded); the bytes still to inflate, which start a next member."""
+        """Inflate ``data`` (output to ``on_inflated``); the bytes still to inflate, which start a next member."""
         if self._inflater.eof:
             data = data.lstrip(b"\0")
             if not data:
                 return b""
             self._inflater = zlib.decompressobj(wbits=31)
         self._member_started = True
-        self._inflater.decompress(data, _INFLATE_OUTPUT_BYTES)
+        inflated = self._inflater.decompress(data, _INFLATE_OUTPUT_BYTES)
+        if self._on_inflated is not None:
+            self._on_inflated(inflated)
         if self._inflater.eof:
             self._member_started = False
             next_member: bytes = self._inflater.unused_data
@@ -1050,7 +1121,7 @@ class _GzipCheck:
             raise _PartFailure("gzip check failed: the stream ends before the end of its last member")
 
 
-def _discard(done: dict[int, DownloadedPart]) -> None:
-    for part in done.values():
+def _discard(done: dict[int, tuple[DownloadedPart, ReadResult]]) -> None:
+    for part, _ in done.values():
         part.path.unlink(missing_ok=True)
     done.clear()

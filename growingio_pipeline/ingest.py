@@ -8,16 +8,25 @@ materializations and check results.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
 
 from growingio_pipeline.event_types import EventType
 from growingio_pipeline.export_api import ExportClient, ExportResult, ExportStatus, ExportStillRunning
-from growingio_pipeline.parsing import ParsedPart, parse_part
+from growingio_pipeline.parsing import (
+    LARGER_BLOCK_SIZE_BYTES,
+    ParsedPart,
+    RowTooLargeError,
+    parse_inflated_part,
+    parse_part,
+)
 from growingio_pipeline.redaction import redact_url
 from growingio_pipeline.reissue import fingerprint
 from growingio_pipeline.staging import staging_directory
@@ -123,18 +132,27 @@ def load_partition(
         if export.status is not ExportStatus.FINISHED:
             _record_unloaded(connect, attempt, event_types, LoadStatus(export.status.value), export.error_msg)
             return PartitionLoad(attempt, export)
-        with staging_directory(staging_root) as workdir:
-            staged = [stage_event_type(client, export, event_type, workdir) for event_type in event_types]
-            with connect() as conn:
-                ensure_schema(conn)
-                for staged_type in staged:
-                    unfinished = [staged_type.event_type]
-                    loads.append(write_staged(conn, staged_type, attempt, window))
+        with staging_directory(staging_root) as workdir, ExitStack() as opened:
+            # The lake connection opens (extensions, catalog, schema check) while the parts download and parse.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="growingio-lake-open") as opener:
+                opening = opener.submit(_open_for_writing, connect, opened)
+                staged = [stage_event_type(client, export, event_type, workdir) for event_type in event_types]
+                conn = opening.result()
+            for staged_type in staged:
+                unfinished = [staged_type.event_type]
+                loads.append(write_staged(conn, staged_type, attempt, window))
     except Exception as failure:
         status = LoadStatus.RUNNING if isinstance(failure, ExportStillRunning) else LoadStatus.FAILED
         _record_unloaded(connect, attempt, unfinished, status, str(failure))
         return PartitionLoad(attempt, export, tuple(loads), failure)
     return PartitionLoad(attempt, export, tuple(loads))
+
+
+def _open_for_writing(connect: ConnectionFactory, opened: ExitStack) -> duckdb.DuckDBPyConnection:
+    """A connection from ``connect``, closed with ``opened``, on a lake whose tables are in place."""
+    conn = opened.enter_context(connect())
+    ensure_schema(conn)
+    return conn
 
 
 def _record_unloaded(
@@ -150,22 +168,47 @@ def _record_unloaded(
 
 
 def stage_event_type(client: ExportClient, export: ExportResult, event_type: EventType, workdir: Path) -> StagedType:
-    """Download every part of ``event_type`` in ``export`` and parse it to a staging file."""
+    """Download every part of ``event_type`` in ``export``, parsing each to a staging file as it arrives."""
     started_at = datetime.now(timezone.utc)
     type_dir = workdir / event_type.name
     type_dir.mkdir(parents=True, exist_ok=True)
-    downloaded = client.download_parts(export, event_type.name, type_dir)
+    read = partial(_parse_as_it_downloads, event_type, type_dir)
+    downloaded = client.download_and_read_parts(export, event_type.name, type_dir, read)
     parts = tuple(
-        # The file's path names the part; the host varies (CDN, on-premise, local server port).
-        parse_part(event_type, part.path, source=redact_url(part.source, keep_host=False), staging_dir=type_dir)
-        for part in downloaded
+        parsed
+        or parse_part(
+            event_type,
+            part.path,
+            source=_part_label(part.source),
+            staging_dir=type_dir,
+            block_size=LARGER_BLOCK_SIZE_BYTES,
+        )
+        for part, parsed in downloaded
     )
     return StagedType(
         event_type=event_type,
         parts=parts,
         started_at=started_at,
-        parts_fingerprint=fingerprint(part.version for part in downloaded),
+        parts_fingerprint=fingerprint(part.version for part, _ in downloaded),
     )
+
+
+def _parse_as_it_downloads(
+    event_type: EventType, type_dir: Path, gz_path: Path, source: str, csv_stream: BinaryIO
+) -> ParsedPart | None:
+    """The part parsed from its download stream; None for a row too large for the stream's block (the caller
+    parses the file again, with larger blocks)."""
+    try:
+        return parse_inflated_part(
+            event_type, csv_stream, gz_path=gz_path, source=_part_label(source), staging_dir=type_dir
+        )
+    except RowTooLargeError:
+        return None
+
+
+def _part_label(source: str) -> str:
+    # The file's path names the part; the host varies (CDN, on-premise, local server port).
+    return redact_url(source, keep_host=False)
 
 
 def write_staged(

@@ -1,9 +1,11 @@
 """The vendor's CSV dialect to typed polars frames, staged to Arrow IPC files before any database work.
 
-pyarrow reads the gzip CSV as a stream (bounded blocks, multithreaded parse) with the dialect's
-escape character, every column as text: no reader default turns ``NA``, ``null`` or ``1e3`` into
-nulls or numbers. An unquoted empty field is NULL, a quoted one ``""``. Each Arrow batch goes to
-polars and is typed with vectorised casts keyed on header names (``EventType.column_for_header``):
+pyarrow reads the CSV as a stream (bounded blocks, multithreaded parse) with the dialect's escape
+character: the CSV the download inflates as it arrives (``parse_inflated_part``: each part is inflated
+once, and parsing overlaps the network), or a gzip file on disk (``parse_part``). Every column is read
+as text: no reader default turns ``NA``, ``null`` or ``1e3`` into nulls or numbers. An unquoted empty
+field is NULL, a quoted one ``""``. Each Arrow batch goes to polars and is typed with vectorised casts
+keyed on header names (``EventType.column_for_header``):
 
 - bigint and double: polars' numeric parse; text that does not parse rejects the row.
 - time (UTC epoch ms): an integer within years 1..9999, else the row is rejected.
@@ -33,7 +35,7 @@ from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import BinaryIO, TypeVar, cast
 
 import polars as pl
 import pyarrow as pa
@@ -58,6 +60,9 @@ _HEADER_LINE_LIMIT = 1024 * 1024
 _HEADER_PREVIEW = 200
 _MS_MIN = -62_135_596_800_000  # 0001-01-01T00:00:00Z
 _MS_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+_NO_ROWS_AFTER_HEADER = "Empty CSV file"
+"""pyarrow's error for a part with a header and no rows (its header is read before pyarrow starts)."""
 
 UNPARSED_MAPS = "_unparsed_maps"
 EXTRA_COLUMNS = "_extra_columns"
@@ -163,10 +168,14 @@ class ParsedPart:
 
 def read_header(event_type: EventType, gz_path: Path, *, source: str) -> HeaderMap:
     """Read and map the header line of a gzip CSV part; :class:`ParseError` if it is unusable."""
-    label = redact_url(source)
+    with gzip.open(gz_path, "rb") as stream:
+        return _read_header_line(event_type, stream, redact_url(source))
+
+
+def _read_header_line(event_type: EventType, stream: BinaryIO | gzip.GzipFile, label: str) -> HeaderMap:
+    """Read the header line from ``stream`` (left at the first data row) and map it."""
     try:
-        with gzip.open(gz_path, "rb") as stream:
-            first_line = stream.readline(_HEADER_LINE_LIMIT)
+        first_line = stream.readline(_HEADER_LINE_LIMIT)
     except (OSError, EOFError, zlib.error) as error:
         raise ParseError(f"part {label}: not a readable gzip file ({error})") from None
     try:
@@ -210,13 +219,27 @@ def read_frames(
 
     Raises :class:`RowTooLargeError` for a row larger than ``block_size`` bytes.
     """
-    label = redact_url(source)
     header = read_header(event_type, gz_path, source=source)
+    return _typed_frames(event_type, header, _arrow_batches(gz_path, header, redact_url(source), block_size))
+
+
+def read_inflated_frames(
+    event_type: EventType, csv_stream: BinaryIO, *, source: str, block_size: int = BLOCK_SIZE_BYTES
+) -> Iterator[ParsedFrame]:
+    """:func:`read_frames` for a part's CSV already inflated, as a stream with ``readline`` (header first)."""
+    label = redact_url(source)
+    header = _read_header_line(event_type, csv_stream, label)
+    return _typed_frames(event_type, header, _arrow_batches(csv_stream, header, label, block_size))
+
+
+def _typed_frames(
+    event_type: EventType, header: HeaderMap, batches: Generator[tuple[pa.RecordBatch | None, list[str]], None, None]
+) -> Iterator[ParsedFrame]:
     rows_before = 0
     yielded = False
-    # Decompression and CSV parsing run ahead in a thread (pyarrow releases the GIL) while this
-    # thread types and stages the previous batch: the two cores overlap instead of taking turns.
-    for batch, invalid_rows in _prefetched(_arrow_batches(gz_path, header, label, block_size), PREFETCH_BATCHES):
+    # Reading and CSV parsing run ahead in a thread (pyarrow releases the GIL) while this thread
+    # types and stages the previous batch: the two cores overlap instead of taking turns.
+    for batch, invalid_rows in _prefetched(batches, PREFETCH_BATCHES):
         yield _type_batch(event_type, header, batch, invalid_rows, rows_before)
         rows_before += 0 if batch is None else batch.num_rows
         yielded = True
@@ -269,11 +292,12 @@ def _prefetched(items: Generator[_Item, None, None], depth: int) -> Iterator[_It
 
 
 def _arrow_batches(
-    gz_path: Path, header: HeaderMap, label: str, block_size: int
+    part: Path | BinaryIO, header: HeaderMap, label: str, block_size: int
 ) -> Generator[tuple[pa.RecordBatch | None, list[str]], None, None]:
     """The part's Arrow batches of text, each with the malformed rows reported since the previous one.
 
-    A last ``(None, rows)`` carries malformed rows reported after the last batch.
+    ``part`` is the gzip file, or its inflated CSV already past the header line. A last ``(None, rows)``
+    carries malformed rows reported after the last batch.
     """
     invalid_rows: deque[str] = deque()  # appended from pyarrow's threads, drained here
 
@@ -287,7 +311,13 @@ def _arrow_batches(
         invalid_rows.append(f"expected {row.expected_columns} fields, found {row.actual_columns}\0{row.text}")
         return "skip"
 
-    read_options = pacsv.ReadOptions(block_size=block_size, use_threads=True)
+    # The header is already read and mapped: named here, so that the reader takes no other view of it.
+    read_options = pacsv.ReadOptions(
+        block_size=block_size,
+        use_threads=True,
+        column_names=list(header.names),
+        skip_rows=1 if isinstance(part, Path) else 0,
+    )
     parse_options = pacsv.ParseOptions(
         delimiter=",",
         quote_char='"',
@@ -304,14 +334,17 @@ def _arrow_batches(
         check_utf8=True,
     )
     try:
-        reader = pacsv.open_csv(
-            pa.input_stream(str(gz_path), compression="gzip"),
-            read_options=read_options,
-            parse_options=parse_options,
-            convert_options=convert_options,
-        )
-        if tuple(reader.schema.names) != header.names:
-            raise ParseError(f"part {label}: header could not be read consistently")
+        try:
+            reader = pacsv.open_csv(
+                pa.input_stream(str(part), compression="gzip") if isinstance(part, Path) else part,
+                read_options=read_options,
+                parse_options=parse_options,
+                convert_options=convert_options,
+            )
+        except pa.ArrowInvalid as error:
+            if str(error) == _NO_ROWS_AFTER_HEADER:
+                return
+            raise
         for batch in reader:
             yield batch, drain()
         if invalid_rows:
@@ -504,25 +537,46 @@ def _invalid_row_rejects(invalid_rows: list[str]) -> pl.DataFrame:
     )
 
 
-def parse_part(event_type: EventType, gz_path: Path, *, source: str, staging_dir: Path) -> ParsedPart:
+def parse_part(
+    event_type: EventType, gz_path: Path, *, source: str, staging_dir: Path, block_size: int = BLOCK_SIZE_BYTES
+) -> ParsedPart:
     """Parse one gzip CSV part into ``staging_dir`` (data and rejects as Arrow IPC files) and count it.
 
     Arrow IPC, uncompressed, because it is the cheapest format to write and for DuckDB to scan; the
     files are roughly the size of the uncompressed CSV. A row larger than the block is read again
     with blocks four times larger, up to ``MAX_BLOCK_SIZE_BYTES``.
     """
-    staging_dir.mkdir(parents=True, exist_ok=True)
-    block_size = BLOCK_SIZE_BYTES
     while True:
         try:
-            return _stage_part(event_type, gz_path, source, staging_dir, block_size)
+            frames = read_frames(event_type, gz_path, source=source, block_size=block_size)
+            return _stage_frames(event_type, frames, gz_path, source, staging_dir)
         except RowTooLargeError:
             if block_size >= MAX_BLOCK_SIZE_BYTES:
                 raise
             block_size = min(block_size * 4, MAX_BLOCK_SIZE_BYTES)
 
 
-def _stage_part(event_type: EventType, gz_path: Path, source: str, staging_dir: Path, block_size: int) -> ParsedPart:
+def parse_inflated_part(
+    event_type: EventType, csv_stream: BinaryIO, *, gz_path: Path, source: str, staging_dir: Path
+) -> ParsedPart:
+    """:func:`parse_part` for a part read as it downloads: ``csv_stream`` is its inflated CSV, and ``gz_path``
+    where the gzip file is once the stream has ended.
+
+    A row larger than the block raises :class:`RowTooLargeError` (the stream cannot be read again):
+    :func:`parse_part` of the file, with ``block_size=LARGER_BLOCK_SIZE_BYTES``, takes over.
+    """
+    frames = read_inflated_frames(event_type, csv_stream, source=source)
+    return _stage_frames(event_type, frames, gz_path, source, staging_dir)
+
+
+LARGER_BLOCK_SIZE_BYTES = BLOCK_SIZE_BYTES * 4
+"""Where :func:`parse_part` starts when :func:`parse_inflated_part` met a row too large for its block."""
+
+
+def _stage_frames(
+    event_type: EventType, frames: Iterator[ParsedFrame], gz_path: Path, source: str, staging_dir: Path
+) -> ParsedPart:
+    staging_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{event_type.name}.{gz_path.name}"
     staged_path = staging_dir / f"{stem}.data.arrow"
     rejects_path = staging_dir / f"{stem}.rejects.arrow"
@@ -534,7 +588,7 @@ def _stage_part(event_type: EventType, gz_path: Path, source: str, staging_dir: 
     missing: tuple[str, ...] = ()
     try:
         with pa.ipc.new_file(str(partial), staged_schema(event_type)) as writer:
-            for frame in read_frames(event_type, gz_path, source=source, block_size=block_size):
+            for frame in frames:
                 if frame.batch.num_rows:
                     writer.write_batch(frame.batch)
                 if frame.rejects.height:

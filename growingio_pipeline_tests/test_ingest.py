@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,8 +17,10 @@ from growingio_pipeline.export_api import ExportStatus, ExportStillRunning
 from growingio_pipeline.ingest import ConnectionFactory, PartitionAttempt, PartitionLoad, load_partition
 from growingio_pipeline.lake import LakeSettings, connect_lake
 from growingio_pipeline.local_server import LocalExportServer
+from growingio_pipeline.parsing import BLOCK_SIZE_BYTES
 from growingio_pipeline.warehouse import LoadStatus, column_schema
 from growingio_pipeline_tests.conftest import PROJECT_ROOT, client_for
+from growingio_pipeline_tests.csv_fixtures import dialect_text
 from growingio_pipeline_tests.pipeline_harness import (
     FINISHED_PARTITION,
     expected_rows,
@@ -155,6 +158,23 @@ def test_a_write_that_fails_keeps_the_types_written_before_it_and_records_the_fa
     assert loaded_rows(path, action, FINISHED_PARTITION) == []
     statuses = sorted((row["event_type"], row["status"]) for row in ledger(path))
     assert statuses == [("action", "FAILED"), ("page", "LOADED")]
+
+
+def test_a_row_larger_than_the_streamed_block_loads_from_the_downloaded_file(local_server, tmp_path: Path) -> None:
+    """Parts are parsed as they download, in blocks of ``BLOCK_SIZE_BYTES``; a larger row is parsed again from the
+    file, which stays on disk for this."""
+    path = tmp_path / "lake"
+    huge_title = 'a\\"b,c\n' * (2 * BLOCK_SIZE_BYTES // 7)
+    send_ms = "1795892400000"  # 03:00 Beijing on 2026-11-29, inside FINISHED_PARTITION
+    part = gzip.compress(dialect_text(["sendTime", "title"], [[send_ms, huge_title], [send_ms, "small"]]).encode(), 1)
+    local_server.override_parts("page", FINISHED_PARTITION[:10], [part])
+
+    result = load(local_server, path)
+
+    assert result.failure is None
+    with closing(connect_lake(LakeSettings.in_folder(path), read_only=True)) as conn:
+        titles = conn.execute("SELECT title FROM growingio.page ORDER BY length(title)").fetchall()
+    assert titles == [("small",), (huge_title,)]
 
 
 def test_ingest_imports_no_dagster() -> None:
