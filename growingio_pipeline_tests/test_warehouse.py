@@ -16,6 +16,7 @@ from growingio_pipeline.event_types import EVENT_TYPES, Column, ColumnKind, Even
 from growingio_pipeline.lake import LakeSettings, connect_lake
 from growingio_pipeline.parsing import parse_part
 from growingio_pipeline.warehouse import (
+    LAKE_OPTIONS,
     LEDGER_TABLE,
     REJECTS_TABLE,
     LoadAttempt,
@@ -58,6 +59,23 @@ def test_ensure_schema_adds_registry_columns_missing_from_an_older_table(tmp_pat
     ensure_schema(connection)
     columns = [row[0] for row in connection.execute("DESCRIBE growingio.vstr").fetchall()]
     assert sorted(columns) == sorted(name for name, _ in column_schema(EVENT_TYPES["vstr"]))
+
+
+def test_loads_write_parquet_row_groups_of_the_lake_option_size(conn) -> None:
+    ensure_schema(conn)
+    ensure_schema(conn)  # an existing lake keeps its options, set once
+    conn.execute(
+        f"INSERT INTO {PAGE.table_name} (visit_user_id, _partition_key) SELECT 'v' || i, ? FROM range(70000) t(i)",
+        [PARTITION],
+    )
+    [(data_file,)] = conn.execute(
+        "SELECT data_file FROM ducklake_list_files(current_database(), 'page', schema => 'growingio')"
+    ).fetchall()
+    group_rows = conn.execute(
+        "SELECT DISTINCT row_group_id, row_group_num_rows FROM parquet_metadata(?) ORDER BY 1", [data_file]
+    ).fetchall()
+    row_group_size = int(LAKE_OPTIONS["parquet_row_group_size"])
+    assert [rows for _, rows in group_rows] == [row_group_size, row_group_size, 70000 - 2 * row_group_size]
 
 
 def test_awkward_strings_and_typed_values_round_trip_through_duckdb(conn, tmp_path: Path) -> None:
