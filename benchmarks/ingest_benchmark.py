@@ -73,8 +73,8 @@ def prepare_part(workdir: Path, rows: int) -> Path:
 # --- the engines (run in a child process) ---------------------------------------------------------
 
 
-def _typed_select(relation: str) -> str:
-    """SELECT over a relation of the vendor's text columns giving the table's typed registry columns."""
+def typed_select(relation: str, partition_key: str = PARTITION_KEY) -> str:
+    """SELECT over a relation of the vendor's text page columns giving the table's typed registry columns."""
     from growingio_pipeline.event_types import ColumnKind, get_event_type
 
     casts = {
@@ -88,7 +88,7 @@ def _typed_select(relation: str) -> str:
         casts[column.kind].format(f'"{column.vendor_name}"') + f' AS "{column.name}"'
         for column in get_event_type(EVENT_TYPE).columns
     ]
-    return f"SELECT {', '.join(items)}, '{PARTITION_KEY}' AS _partition_key FROM {relation}"
+    return f"SELECT {', '.join(items)}, '{partition_key}' AS _partition_key FROM {relation}"
 
 
 def _load_project(conn, part_paths: list[Path], staging_dir: Path) -> tuple[int, dict[str, float]]:
@@ -110,7 +110,7 @@ def _load_duckdb(conn, part_paths: list[Path]) -> tuple[int, dict[str, float]]:
     files = ", ".join(f"'{path}'" for path in part_paths)
     source = f"read_csv([{files}], escape='\\', quote='\"', header=true, all_varchar=true, allow_quoted_nulls=false)"
     conn.begin()
-    [(rows,)] = conn.execute(f"INSERT INTO growingio.{EVENT_TYPE} BY NAME {_typed_select(source)}").fetchall()
+    [(rows,)] = conn.execute(f"INSERT INTO growingio.{EVENT_TYPE} BY NAME {typed_select(source)}").fetchall()
     conn.commit()
     return rows, {}
 
@@ -126,7 +126,7 @@ def _load_pandas(conn, part_paths: list[Path]) -> tuple[int, dict[str, float]]:
         conn.register("pandas_frame", frame)
         conn.begin()
         [(inserted,)] = conn.execute(
-            f"INSERT INTO growingio.{EVENT_TYPE} BY NAME {_typed_select('pandas_frame')}"
+            f"INSERT INTO growingio.{EVENT_TYPE} BY NAME {typed_select('pandas_frame')}"
         ).fetchall()
         conn.commit()
         conn.unregister("pandas_frame")

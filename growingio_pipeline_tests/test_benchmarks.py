@@ -114,3 +114,37 @@ def test_lake_backfill_benchmark_loads_every_hour_and_maintenance_leaves_fewer_f
     assert figures["files_after"]["live_files"] < figures["files_before"]["live_files"]
     assert figures["files_after"]["awaiting_deletion"] == 0
     assert figures["day_query_s"] > 0
+
+
+@pytest.mark.slow
+def test_hour_benchmark_loads_every_row_on_each_path_and_gives_both_ratios(tmp_path: Path) -> None:
+    # The references' venv (DuckDB 2.0.1 from PyPI) is made once, beside the test folders of this run.
+    reference_venv = tmp_path.parent / "hour-benchmark-reference-venv"
+    figures = run_benchmark(
+        "hour_benchmark.py",
+        tmp_path,
+        "--rows",
+        "3000",
+        "--parts",
+        "2",
+        "--reps",
+        "1",
+        "--workdir",
+        str(tmp_path),
+        "--reference-venv",
+        str(reference_venv),
+        "--dagster",
+    )
+
+    assert figures["reference_duckdb"] == "2.0.1"
+    for shape in ("usual", "hard"):
+        measured = figures["shapes"][shape]
+        assert measured["parts"] == 2 and measured["rows_equal"] is True
+        assert {path: result["rows"] for path, result in measured["paths"].items()} == {
+            "project": [3000],
+            "duckdb_local": [3000],
+            "download_then_read_csv": [3000],
+        }
+        assert set(measured["speedup"]) == {"duckdb_local", "download_then_read_csv"}
+        assert all(math.isfinite(ratio) and ratio > 0 for ratio in measured["speedup"].values())
+        assert [run["rows"] for run in measured["dagster"]["runs"]] == [3000]
