@@ -888,19 +888,19 @@ class ExportClient:
         source = redact_url(link)
         if read is None:
             version = self._save_verified(link, final_path, None)
-            return DownloadedPart(event_type, index, final_path, source, version.size_bytes or 0, version), cast(
-                ReadResult, None
-            )
-        pipe = BytePipe()
-        reading = readers.submit(_read_to_end, read, final_path, source, pipe)
-        try:
-            version = self._save_verified(link, final_path, pipe)
-        except BaseException as failure:
-            pipe.fail(failure)
-            reading.exception()  # waits for the reader, whose outcome is moot: the part is fetched again
-            raise
-        pipe.finish()
-        return DownloadedPart(event_type, index, final_path, source, version.size_bytes or 0, version), reading.result()
+            result = cast(ReadResult, None)
+        else:
+            pipe = BytePipe()
+            reading = readers.submit(_read_to_end, read, final_path, source, pipe)
+            try:
+                version = self._save_verified(link, final_path, pipe)
+            except BaseException as failure:
+                pipe.fail(failure)
+                reading.exception()  # waits for the reader, whose outcome is moot: the part is fetched again
+                raise
+            pipe.finish()
+            result = reading.result()
+        return DownloadedPart(event_type, index, final_path, source, version.size_bytes or 0, version), result
 
     def _save_verified(self, link: str, final_path: Path, inflated: BytePipe | None) -> PartVersion:
         """Download ``link`` to ``final_path`` through a temporary file, verified (see :meth:`_stream_verified`)."""

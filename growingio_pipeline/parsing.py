@@ -168,16 +168,17 @@ class ParsedPart:
 
 def read_header(event_type: EventType, gz_path: Path, *, source: str) -> HeaderMap:
     """Read and map the header line of a gzip CSV part; :class:`ParseError` if it is unusable."""
-    with gzip.open(gz_path, "rb") as stream:
-        return _read_header_line(event_type, stream, redact_url(source))
-
-
-def _read_header_line(event_type: EventType, stream: BinaryIO | gzip.GzipFile, label: str) -> HeaderMap:
-    """Read the header line from ``stream`` (left at the first data row) and map it."""
+    label = redact_url(source)
     try:
-        first_line = stream.readline(_HEADER_LINE_LIMIT)
+        with gzip.open(gz_path, "rb") as stream:
+            first_line = stream.readline(_HEADER_LINE_LIMIT)
     except (OSError, EOFError, zlib.error) as error:
         raise ParseError(f"part {label}: not a readable gzip file ({error})") from None
+    return _map_header_line(event_type, first_line, label)
+
+
+def _map_header_line(event_type: EventType, first_line: bytes, label: str) -> HeaderMap:
+    """Decode, split and map a part's header line."""
     try:
         text = first_line.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
@@ -228,7 +229,7 @@ def read_inflated_frames(
 ) -> Iterator[ParsedFrame]:
     """:func:`read_frames` for a part's CSV already inflated, as a stream with ``readline`` (header first)."""
     label = redact_url(source)
-    header = _read_header_line(event_type, csv_stream, label)
+    header = _map_header_line(event_type, csv_stream.readline(_HEADER_LINE_LIMIT), label)
     return _typed_frames(event_type, header, _arrow_batches(csv_stream, header, label, block_size))
 
 

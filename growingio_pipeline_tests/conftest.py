@@ -32,6 +32,30 @@ LOCAL_SERVER_SETTINGS: dict[str, Any] = {
 }
 
 
+LONGEST_FILES = (
+    "test_key_pair_concurrency.py",
+    "test_catchup_outage.py",
+    "test_analytics_incremental.py",
+    "test_ui_browser.py",
+    "test_benchmarks.py",
+    "test_two_hosts.py",
+    "test_demo.py",
+    "test_cli.py",
+    "test_analytics_lake.py",
+)
+"""The test files that take longest (minutes each on 2 cores, ``--durations``), longest first."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first, so that the two workers share them instead of one ending the run alone.
+
+    Workers take whole files in collection order (``scripts/test.sh``: ``--dist loadfile
+    --no-loadscope-reorder``); the sort is stable, so each file's own order is kept.
+    """
+    rank = {name: position for position, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FILES)))
+
+
 def start_server(**overrides: Any) -> LocalExportServer:
     """A started test server with the suite-wide settings (same seed, so the same data); the caller stops it.
 

@@ -34,6 +34,7 @@ DAGSTER_MODULE = "growingio_pipeline.definitions"
 STARTUP_TIMEOUT_S = 180.0
 SENSORS_OFF = {"GROWINGIO_CATCH_UP": "off", "GROWINGIO_ANALYTICS_AUTOMATION": "off"}
 """Settings that keep the daemon from starting runs of its own, which would add to the runs a test counts."""
+BACKFILL_TIMEOUT_S = 2400
 STOP_GRACE_S = 60.0
 """``dagster dev`` gives its webserver and daemon up to 60 s each to stop before it kills them."""
 
@@ -295,3 +296,49 @@ def materialize_command(partition_key: str) -> list[str]:
     """``dagster asset materialize`` of all ten types for one partition, as a user types it."""
     return [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", DAGSTER_MODULE,
             "--select", "*", "--partition", partition_key]  # fmt: skip
+
+
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status }
+    ... on Error { message }
+  }
+}"""
+
+
+def _graphql(url: str, query: str, variables: dict) -> dict:
+    response = httpx.post(url, json={"query": query, "variables": variables}, timeout=60)
+    response.raise_for_status()
+    payload = response.json()
+    assert "errors" not in payload, payload
+    return payload["data"]
+
+
+def launch_backfill(dev: DagsterDev, asset_keys: Sequence[Sequence[str]], partition_keys: Sequence[str]) -> str:
+    """Launch a backfill of ``asset_keys`` over ``partition_keys`` as the UI does; its id."""
+    params = {"partitionNames": list(partition_keys), "assetSelection": [{"path": list(key)} for key in asset_keys]}
+    launched = _graphql(dev.graphql_url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return launched["backfillId"]
+
+
+def wait_for_backfill(dev: DagsterDev, backfill_id: str, timeout_s: float = BACKFILL_TIMEOUT_S) -> str:
+    """The backfill's status once it has ended; :class:`TimeoutError` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        backfill = _graphql(dev.graphql_url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        assert backfill["__typename"] == "PartitionBackfill", backfill
+        if backfill["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
+            return backfill["status"]
+        time.sleep(2)
+    raise TimeoutError(f"backfill {backfill_id} did not finish within {timeout_s} s")

@@ -125,10 +125,11 @@ def test_failed_export_is_returned_with_its_error_message(make_local_server: Any
 
 
 def test_429_then_success_honours_retry_after(make_local_server: Any) -> None:
-    server = make_local_server(calls_per_second=1.0)
-    # The client outpaces the server's limiter, so the second call gets 429 with Retry-After: 1.
-    # One retry after a 0.01 s backoff would hit 429 again: only waiting Retry-After succeeds.
-    with client_for(server, calls_per_second=100.0, max_retries=1, backoff_max_s=2.0) as client:
+    # One call per 4 s, so that even on a loaded machine the client's second call comes before the next
+    # slot: it gets 429 with Retry-After: 4, and one retry after a 0.01 s backoff would hit 429 again.
+    server = make_local_server(calls_per_second=0.25)
+    server.prepare([FINISHED_HOUR])
+    with client_for(server, calls_per_second=100.0, max_retries=1, backoff_max_s=8.0) as client:
         first = client.request_export("hour", FINISHED_HOUR)
         second = client.request_export("hour", FINISHED_HOUR)
     assert first.status is second.status is ExportStatus.FINISHED
@@ -153,8 +154,9 @@ def test_persistent_5xx_gives_up_after_the_retry_budget(fast_server: Any) -> Non
 
 
 def test_read_timeout_is_retried(fast_server: Any) -> None:
-    fast_server.faults.stall_next_api_calls(1, seconds=2.0)
-    with client_for(fast_server, read_timeout_s=0.3) as client:
+    fast_server.prepare([FINISHED_HOUR])  # generating the hour's parts must not count against the timeout
+    fast_server.faults.stall_next_api_calls(1, seconds=10.0)
+    with client_for(fast_server, read_timeout_s=2.0) as client:
         result = client.request_export("hour", FINISHED_HOUR)
     assert result.status is ExportStatus.FINISHED
 

@@ -18,7 +18,10 @@ PROJECT = "9b0d1f56d5baff1a"
 def api_get(server: LocalExportServer, path: str, **headers: str) -> httpx.Response:
     """GET an API path with the server's token unless headers say otherwise."""
     headers = {"Authorization": server.token, **headers}
-    return httpx.get(f"{server.base_url}{path}", headers={k: v for k, v in headers.items() if v is not None})
+    # A generous timeout: the first call for an hour generates its parts, which takes seconds on a loaded machine.
+    return httpx.get(
+        f"{server.base_url}{path}", headers={k: v for k, v in headers.items() if v is not None}, timeout=120
+    )
 
 
 def status_of(server: LocalExportServer, export_date: str, export_type: str = "hour") -> str:

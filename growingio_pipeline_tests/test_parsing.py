@@ -290,6 +290,15 @@ def test_unusable_parts_raise_a_clear_error_naming_the_part(tmp_path: Path, cont
     assert not list((tmp_path / "stage").glob("*.data.arrow"))
 
 
+def test_a_part_that_cannot_be_opened_is_a_parse_error_naming_the_part(tmp_path: Path) -> None:
+    with pytest.raises(ParseError, match="not a readable gzip file") as raised:
+        parse_part(
+            PAGE, tmp_path / "gone.csv.gz", source="https://cdn.example/gone.csv.gz?token=SECRET", staging_dir=tmp_path
+        )
+    assert "https://cdn.example/gone.csv.gz" in str(raised.value)
+    assert "SECRET" not in str(raised.value)
+
+
 def test_header_names_that_look_internal_or_empty_stay_unknown_columns(tmp_path: Path) -> None:
     header = ["sendTime", "__reason", "_extra_columns", ""]
     part = write_part(tmp_path / "odd.csv.gz", header, [["1", "a", "b", "c"], ["bad", "d", "e", "f"]])
