@@ -28,7 +28,6 @@ import re
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from growingio_pipeline.auth_code_store import open_auth_code_store
 from growingio_pipeline.byte_pipe import BytePipe
 from growingio_pipeline.event_types import BEIJING, EVENT_TYPES
 from growingio_pipeline.export_contract import EXPORT_DATE_FORMATS, EXPORT_TYPES, MAX_EXPIRE_MINUTES, MINUTE_FORMAT
+from growingio_pipeline.inflate import INFLATE_ERROR, gzip_member_inflater
 from growingio_pipeline.lake import DEFAULT_CATALOG
 from growingio_pipeline.redaction import redact_text, redact_url
 
@@ -918,7 +918,7 @@ class ExportClient:
     def _stream_verified(self, link: str, out: BinaryIO, inflated: BytePipe | None) -> PartVersion:
         """Write the link's raw bytes to ``out``, checked against Content-Length, MD5 and gzip integrity.
 
-        The gzip stream is inflated chunk by chunk as it arrives, in this download thread (zlib
+        The gzip stream is inflated chunk by chunk as it arrives, in this download thread (ISA-L
         releases the GIL), so the check overlaps network I/O instead of reading the file again; the
         inflated bytes go to ``inflated`` when a reader wants them.
         """
@@ -1088,11 +1088,11 @@ class _GzipCheck:
                 return
             if self._head != _GZIP_MAGIC:
                 raise _PartFailure(f"not a gzip file (starts with {self._head!r})")
-            self._inflater = zlib.decompressobj(wbits=31)
+            self._inflater = gzip_member_inflater()
         try:
             while data:
                 data = self._inflate(data)
-        except zlib.error as exc:
+        except INFLATE_ERROR as exc:
             raise _PartFailure(f"gzip check failed: {exc}") from None
 
     def _inflate(self, data: bytes) -> bytes:
@@ -1101,7 +1101,7 @@ class _GzipCheck:
             data = data.lstrip(b"\0")
             if not data:
                 return b""
-            self._inflater = zlib.decompressobj(wbits=31)
+            self._inflater = gzip_member_inflater()
         self._member_started = True
         inflated = self._inflater.decompress(data, _INFLATE_OUTPUT_BYTES)
         if self._on_inflated is not None:

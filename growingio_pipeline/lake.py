@@ -29,6 +29,8 @@ from growingio_pipeline.duckdb_extensions import connection_config
 from growingio_pipeline.redaction import redact_text
 
 LAKE_DATABASE = "lake"
+METADATA_DATABASE = f"__ducklake_metadata_{LAKE_DATABASE}"
+"""The lake's catalog tables, as DuckLake attaches them beside the lake (file paths, sizes, partition values)."""
 DEFAULT_CATALOG = "data/lake/catalog.sqlite"
 DEFAULT_DATA_PATH = "data/lake/files/"
 POSTGRES_PREFIX = "postgres:"
@@ -141,7 +143,8 @@ class LakeSettings:
         return f"catalog {self.catalog}, data {self.data_path}"
 
 
-def _literal(value: str) -> str:
+def sql_literal(value: str) -> str:
+    """``value`` as a SQL string literal, for the statements that take no parameters (ATTACH, SECRET, COPY)."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -172,7 +175,7 @@ def _create_secrets(conn: duckdb.DuckDBPyConnection, settings: LakeSettings) -> 
     if settings.is_postgres and settings.catalog_password:
         # The unnamed postgres secret: the PostgreSQL extension merges it with the catalog's connection string.
         conn.execute(
-            f"CREATE OR REPLACE TEMPORARY SECRET (TYPE postgres, PASSWORD {_literal(settings.catalog_password)})"
+            f"CREATE OR REPLACE TEMPORARY SECRET (TYPE postgres, PASSWORD {sql_literal(settings.catalog_password)})"
         )
     if settings.is_s3:
         options = {
@@ -182,9 +185,9 @@ def _create_secrets(conn: duckdb.DuckDBPyConnection, settings: LakeSettings) -> 
             "REGION": settings.s3_region,
             "URL_STYLE": settings.s3_url_style,
         }
-        listed = "".join(f", {name} {_literal(value)}" for name, value in options.items() if value)
+        listed = "".join(f", {name} {sql_literal(value)}" for name, value in options.items() if value)
         use_ssl = "true" if settings.s3_use_ssl else "false"
-        scope = _literal(_data_path(settings, create=False))
+        scope = sql_literal(_data_path(settings, create=False))
         conn.execute(
             f"CREATE OR REPLACE TEMPORARY SECRET growingio_s3 (TYPE s3{listed}, USE_SSL {use_ssl}, SCOPE {scope})"
         )
@@ -199,7 +202,7 @@ def attach_lake(conn: duckdb.DuckDBPyConnection, settings: LakeSettings, *, read
         # No progress bar on standard output: it would fill run logs and break `growingio-sql --format csv`.
         conn.execute("SET enable_progress_bar = false")
         _create_secrets(conn, settings)
-        options = [f"DATA_PATH {_literal(_data_path(settings, create=not read_only))}"]
+        options = [f"DATA_PATH {sql_literal(_data_path(settings, create=not read_only))}"]
         if read_only:
             options.append("READ_ONLY")
         else:
@@ -207,7 +210,7 @@ def attach_lake(conn: duckdb.DuckDBPyConnection, settings: LakeSettings, *, read
             # failed at commit, and a load of an hour is never a handful of rows worth inlining.
             options.append("DATA_INLINING_ROW_LIMIT 0")
         uri = _metadata_uri(settings, create=not read_only)
-        attach = f"ATTACH {_literal(uri)} AS {LAKE_DATABASE} ({', '.join(options)})"
+        attach = f"ATTACH {sql_literal(uri)} AS {LAKE_DATABASE} ({', '.join(options)})"
         with _creation_lock(settings, read_only=read_only):
             retry_conflicts(lambda: conn.execute(attach))
         conn.execute(f"USE {LAKE_DATABASE}")

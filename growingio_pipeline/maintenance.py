@@ -13,13 +13,12 @@ from typing import Any
 
 import duckdb
 
-from growingio_pipeline.lake import LAKE_DATABASE, write_transaction
+from growingio_pipeline.lake import LAKE_DATABASE, METADATA_DATABASE, write_transaction
 
 DEFAULT_SNAPSHOT_AGE = timedelta(days=7)
 ORPHAN_AGE = timedelta(days=1)
 """Files no snapshot lists (left by a killed writer) are deleted once this old: a load still writing is
 younger, and its files are not listed until it commits."""
-_METADATA = f"__ducklake_metadata_{LAKE_DATABASE}"
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,12 @@ def lake_files(conn: duckdb.DuckDBPyConnection) -> LakeFiles:
     ).fetchall()
     [(stored_files, stored_bytes)] = conn.execute(
         f"SELECT count(*), COALESCE(sum(file_size_bytes), 0) FROM ("
-        f"SELECT file_size_bytes FROM {_METADATA}.ducklake_data_file "
-        f"UNION ALL SELECT file_size_bytes FROM {_METADATA}.ducklake_delete_file)"
+        f"SELECT file_size_bytes FROM {METADATA_DATABASE}.ducklake_data_file "
+        f"UNION ALL SELECT file_size_bytes FROM {METADATA_DATABASE}.ducklake_delete_file)"
     ).fetchall()
-    [(awaiting,)] = conn.execute(f"SELECT count(*) FROM {_METADATA}.ducklake_files_scheduled_for_deletion").fetchall()
+    [(awaiting,)] = conn.execute(
+        f"SELECT count(*) FROM {METADATA_DATABASE}.ducklake_files_scheduled_for_deletion"
+    ).fetchall()
     return LakeFiles(int(live_files), int(live_bytes), int(stored_files), int(stored_bytes), int(awaiting))
 
 

@@ -26,13 +26,12 @@ caller then loads nothing for that partition.
 from __future__ import annotations
 
 import csv
-import gzip
 import os
 import queue
 import threading
-import zlib
 from collections import deque
 from collections.abc import Generator, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
@@ -42,6 +41,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from growingio_pipeline.event_types import Column, ColumnKind, EventType
+from growingio_pipeline.inflate import GZIP_READ_ERRORS, open_gzip
 from growingio_pipeline.redaction import redact_url
 
 BLOCK_SIZE_BYTES = 4 * 1024 * 1024
@@ -166,17 +166,6 @@ class ParsedPart:
     """rejects (``REJECTS_SCHEMA``, Arrow IPC); None when the part had none"""
 
 
-def read_header(event_type: EventType, gz_path: Path, *, source: str) -> HeaderMap:
-    """Read and map the header line of a gzip CSV part; :class:`ParseError` if it is unusable."""
-    label = redact_url(source)
-    try:
-        with gzip.open(gz_path, "rb") as stream:
-            first_line = stream.readline(_HEADER_LINE_LIMIT)
-    except (OSError, EOFError, zlib.error) as error:
-        raise ParseError(f"part {label}: not a readable gzip file ({error})") from None
-    return _map_header_line(event_type, first_line, label)
-
-
 def _map_header_line(event_type: EventType, first_line: bytes, label: str) -> HeaderMap:
     """Decode, split and map a part's header line."""
     try:
@@ -220,8 +209,15 @@ def read_frames(
 
     Raises :class:`RowTooLargeError` for a row larger than ``block_size`` bytes.
     """
-    header = read_header(event_type, gz_path, source=source)
-    return _typed_frames(event_type, header, _arrow_batches(gz_path, header, redact_url(source), block_size))
+    label = redact_url(source)
+    with ExitStack() as opened:
+        try:
+            csv_stream = opened.enter_context(open_gzip(gz_path))
+            first_line = csv_stream.readline(_HEADER_LINE_LIMIT)
+        except GZIP_READ_ERRORS as error:
+            raise ParseError(f"part {label}: not a readable gzip file ({error})") from None
+        header = _map_header_line(event_type, first_line, label)
+        yield from _typed_frames(event_type, header, _arrow_batches(csv_stream, header, label, block_size))
 
 
 def read_inflated_frames(
@@ -293,11 +289,11 @@ def _prefetched(items: Generator[_Item, None, None], depth: int) -> Iterator[_It
 
 
 def _arrow_batches(
-    part: Path | BinaryIO, header: HeaderMap, label: str, block_size: int
+    csv_stream: BinaryIO, header: HeaderMap, label: str, block_size: int
 ) -> Generator[tuple[pa.RecordBatch | None, list[str]], None, None]:
     """The part's Arrow batches of text, each with the malformed rows reported since the previous one.
 
-    ``part`` is the gzip file, or its inflated CSV already past the header line. A last ``(None, rows)``
+    ``csv_stream`` is the part's inflated CSV, already past the header line. A last ``(None, rows)``
     carries malformed rows reported after the last batch.
     """
     invalid_rows: deque[str] = deque()  # appended from pyarrow's threads, drained here
@@ -317,7 +313,6 @@ def _arrow_batches(
         block_size=block_size,
         use_threads=True,
         column_names=list(header.names),
-        skip_rows=1 if isinstance(part, Path) else 0,
     )
     parse_options = pacsv.ParseOptions(
         delimiter=",",
@@ -337,7 +332,7 @@ def _arrow_batches(
     try:
         try:
             reader = pacsv.open_csv(
-                pa.input_stream(str(part), compression="gzip") if isinstance(part, Path) else part,
+                csv_stream,
                 read_options=read_options,
                 parse_options=parse_options,
                 convert_options=convert_options,
@@ -350,7 +345,7 @@ def _arrow_batches(
             yield batch, drain()
         if invalid_rows:
             yield None, drain()
-    except (pa.ArrowException, OSError, EOFError, zlib.error) as error:
+    except (pa.ArrowException, *GZIP_READ_ERRORS) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         if "straddling" in message or "block size" in message:
             raise RowTooLargeError(f"part {label}: a row is over {block_size} bytes ({message})") from None

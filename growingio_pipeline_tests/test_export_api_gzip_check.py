@@ -34,7 +34,7 @@ def test_concatenated_members_and_zero_padding_download_unchanged(make_local_ser
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
-        (lambda whole: whole[:-8] + bytes([whole[-8] ^ 1]) + whole[-7:], "incorrect data check"),
+        (lambda whole: whole[:-8] + bytes([whole[-8] ^ 1]) + whole[-7:], "Incorrect checksum"),
         (lambda whole: whole + b"trailing bytes", "gzip check failed"),
         (lambda whole: whole[: len(whole) * 2 // 3], "ends before the end of its last member"),
         (lambda whole: b"", "not a gzip file"),

@@ -140,7 +140,7 @@ def test_a_write_that_fails_keeps_the_types_written_before_it_and_records_the_fa
 ) -> None:
     path = tmp_path / "lake"
     action = EVENT_TYPES["action"]
-    # A type no exported visitor id converts to: DuckDB itself refuses the action insert (a DuckLake table
+    # A type no exported visitor id converts to: the lake itself refuses the action's data file (a DuckLake table
     # takes no CHECK constraint).
     types = {name: "BIGINT" if name == "visit_user_id" else sql_type for name, sql_type in column_schema(action)}
     columns = ", ".join(f'"{name}" {sql_type}' for name, sql_type in types.items())
@@ -150,7 +150,8 @@ def test_a_write_that_fails_keeps_the_types_written_before_it_and_records_the_fa
 
     result = load(local_server, path)
 
-    assert duckdb.ConversionException in exception_chain(result.failure)
+    assert duckdb.InvalidInputException in exception_chain(result.failure)
+    assert 'Failed to map column "visit_user_id"' in str(result.failure)
     assert [type_load.staged.event_type.name for type_load in result.loads] == ["page"]
     assert loaded_rows(path, EVENT_TYPES["page"], FINISHED_PARTITION) == expected_rows(
         local_server, EVENT_TYPES["page"], FINISHED_PARTITION

@@ -61,21 +61,32 @@ def test_ensure_schema_adds_registry_columns_missing_from_an_older_table(tmp_pat
     assert sorted(columns) == sorted(name for name, _ in column_schema(EVENT_TYPES["vstr"]))
 
 
-def test_loads_write_parquet_row_groups_of_the_lake_option_size(conn) -> None:
-    ensure_schema(conn)
+def parquet_layout(conn, data_file: str) -> tuple[list[int], set[str]]:
+    """A Parquet file's rows per row group and its column chunks' compression codecs."""
+    rows = conn.execute(
+        "SELECT DISTINCT row_group_id, row_group_num_rows FROM parquet_metadata(?) ORDER BY 1", [data_file]
+    ).fetchall()
+    codecs = {
+        codec
+        for (codec,) in conn.execute("SELECT DISTINCT compression FROM parquet_metadata(?)", [data_file]).fetchall()
+    }
+    return [count for _, count in rows], codecs
+
+
+def test_the_lake_and_partition_loads_write_parquet_files_alike(conn, tmp_path: Path) -> None:
+    """DuckLake's own inserts and ``replace_partition``'s data files share the row group size and codec."""
     ensure_schema(conn)  # an existing lake keeps its options, set once
     conn.execute(
         f"INSERT INTO {PAGE.table_name} (visit_user_id, _partition_key) SELECT 'v' || i, ? FROM range(70000) t(i)",
-        [PARTITION],
+        ["202611290400"],
     )
-    [(data_file,)] = conn.execute(
-        "SELECT data_file FROM ducklake_list_files(current_database(), 'page', schema => 'growingio')"
-    ).fetchall()
-    group_rows = conn.execute(
-        "SELECT DISTINCT row_group_id, row_group_num_rows FROM parquet_metadata(?) ORDER BY 1", [data_file]
+    load(conn, PAGE, tmp_path, ["sendTime", "title"], [["1795892400000", f"title {i}"] for i in range(70000)])
+    files = conn.execute(
+        "SELECT data_file FROM ducklake_list_files(current_database(), 'page', schema => 'growingio') ORDER BY 1"
     ).fetchall()
     row_group_size = int(LAKE_OPTIONS["parquet_row_group_size"])
-    assert [rows for _, rows in group_rows] == [row_group_size, row_group_size, 70000 - 2 * row_group_size]
+    layouts = [parquet_layout(conn, data_file) for (data_file,) in files]
+    assert layouts == [([row_group_size, row_group_size, 70000 - 2 * row_group_size], {"ZSTD"})] * 2
 
 
 def test_awkward_strings_and_typed_values_round_trip_through_duckdb(conn, tmp_path: Path) -> None:

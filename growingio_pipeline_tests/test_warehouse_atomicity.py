@@ -11,6 +11,7 @@ import pytest
 
 from growingio_pipeline import warehouse
 from growingio_pipeline.event_types import EVENT_TYPES
+from growingio_pipeline.lake import METADATA_DATABASE
 from growingio_pipeline.parsing import ParsedPart, parse_part
 from growingio_pipeline.warehouse import (
     LEDGER_TABLE,
@@ -39,12 +40,26 @@ def page_rows(prefix: str, count: int) -> list[list[str | None]]:
     ]
 
 
-def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
-    """Everything a load may touch, loaded_at aside, in a comparable order."""
+def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list]:
+    """Everything a load may touch, loaded_at aside, in a comparable order, and any data file the catalog does not
+    list (a failed load must remove those it wrote)."""
     return {
         "page": conn.execute("SELECT * EXCLUDE (_loaded_at) FROM growingio.page ORDER BY page_request_id").fetchall(),
         "rejects": conn.execute(f"SELECT * EXCLUDE (loaded_at) FROM {REJECTS_TABLE} ORDER BY ALL").fetchall(),
+        "unlisted_files": unlisted_data_files(conn),
     }
+
+
+def unlisted_data_files(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Parquet files under the lake's data path that no catalog row lists."""
+    [(data_path,)] = conn.execute(
+        f"SELECT value FROM {METADATA_DATABASE}.ducklake_metadata WHERE key = 'data_path'"
+    ).fetchall()
+    listed = {
+        Path(path).name
+        for (path,) in conn.execute(f"SELECT path FROM {METADATA_DATABASE}.ducklake_data_file").fetchall()
+    }
+    return sorted(str(path) for path in Path(data_path).rglob("*.parquet") if path.name not in listed)
 
 
 @pytest.fixture
@@ -105,7 +120,7 @@ def test_an_error_between_delete_and_insert_rolls_back(conn, tmp_path: Path, loa
         assert deleted == (0,)  # the delete already ran in this transaction
         raise RuntimeError("injected between delete and insert")
 
-    monkeypatch.setattr(warehouse, "_insert_staged", fail_after_delete)
+    monkeypatch.setattr(warehouse, "_add_data_file", fail_after_delete)
     with pytest.raises(RuntimeError, match="injected"):
         replace_partition(conn, PAGE, HOUR_3, [staged(tmp_path, "x.csv.gz", page_rows("x", 2))])
     assert snapshot(conn) == loaded
