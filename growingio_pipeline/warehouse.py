@@ -261,8 +261,12 @@ def replace_partition(
     try:
         # Written before the transaction: DuckLake's own insert into a partitioned table took 3.3-5.0 s for a
         # 1,000,000-row part against 1.3-1.9 s for this, and other writers need not wait for it.
+        folder = _partition_folder(conn, event_type, partition_key) if parts else ""
+        rows_loaded = 0
         with _insertion_order_not_preserved(conn):
-            rows_loaded = sum(_write_data_file(conn, event_type, partition_key, part, data_files) for part in parts)
+            for part in parts:
+                data_files.append(f"{folder}ducklake-{uuid.uuid4()}.parquet")  # before it is begun: removed on failure
+                rows_loaded += _write_data_file(conn, event_type, partition_key, part, data_files[-1])
         unparsed_maps = write_transaction(
             conn, lambda c: _replace_rows(c, event_type, partition_key, parts, data_files)
         )
@@ -284,22 +288,8 @@ def replace_partition(
     )
 
 
-def _write_data_file(
-    conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str, part: ParsedPart, written: list[str]
-) -> int:
-    """Write ``part`` as the table's rows to a new Parquet file in the partition's folder, appended to
-    ``written`` before it is begun; the rows written."""
-    folder = f"{_table_data_path(conn, event_type)}_partition_key={partition_key}/"
-    if "://" not in folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-    path = f"{folder}ducklake-{uuid.uuid4()}.parquet"
-    written.append(path)
-    copy = f"COPY ({_select_staged(event_type)}) TO {sql_literal(path)} ({_COPY_OPTIONS})"
-    return _run_over_staged(conn, part.staged_path, copy, {"partition_key": partition_key, "source": part.source})
-
-
-def _table_data_path(conn: duckdb.DuckDBPyConnection, event_type: EventType) -> str:
-    """The folder (or S3 prefix) of the table's data files, from the catalog, ending in ``/``."""
+def _partition_folder(conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str) -> str:
+    """The folder (or S3 prefix) of the partition's data files, as DuckLake lays them out, ending in ``/``."""
     [(data_path, schema_path, schema_relative, table_path, table_relative)] = conn.execute(
         f"SELECT m.value, s.path, s.path_is_relative, t.path, t.path_is_relative "
         f"FROM {METADATA_DATABASE}.ducklake_table t JOIN {METADATA_DATABASE}.ducklake_schema s USING (schema_id), "
@@ -309,7 +299,24 @@ def _table_data_path(conn: duckdb.DuckDBPyConnection, event_type: EventType) -> 
         [SCHEMA, event_type.name],
     ).fetchall()
     schema_folder = data_path + schema_path if schema_relative else schema_path
-    return str(schema_folder + table_path if table_relative else table_path)
+    table_folder = schema_folder + table_path if table_relative else table_path
+    folder = f"{table_folder}_partition_key={partition_key}/"
+    if _is_local(folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _is_local(path: str) -> bool:
+    """Whether ``path`` is on this machine's file system (not ``s3://...``)."""
+    return "://" not in path
+
+
+def _write_data_file(
+    conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str, part: ParsedPart, path: str
+) -> int:
+    """Write ``part`` as the table's rows to a new Parquet file at ``path``; the rows written."""
+    copy = f"COPY ({_select_staged(event_type)}) TO {sql_literal(path)} ({_COPY_OPTIONS})"
+    return _run_over_staged(conn, part.staged_path, copy, {"partition_key": partition_key, "source": part.source})
 
 
 def _replace_rows(
@@ -353,7 +360,7 @@ def _remove_unadded(conn: duckdb.DuckDBPyConnection, data_files: Sequence[str]) 
     A file the catalog does list stays (the commit went through after all); a file in S3, or any file
     when the catalog cannot be read, is left to maintenance (``maintenance.ORPHAN_AGE``).
     """
-    local = [path for path in data_files if "://" not in path]
+    local = [path for path in data_files if _is_local(path)]
     if not local:
         return
     try:
