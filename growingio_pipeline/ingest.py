@@ -1,5 +1,5 @@
-"""Loading one export partition: request and wait, download, parse and stage outside DuckDB, then one short
-write per type, each attempt in the ledger.
+"""Loading one export partition: request and wait, download, parse and write data files as the parts arrive,
+then one short transaction per type, each attempt in the ledger.
 
 Free of Dagster, so it can be reused alone (:func:`load_partition`); the Dagster assets turn its result into
 materializations and check results.
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import duckdb
+import pyarrow as pa
 
 from growingio_pipeline.event_types import EventType
 from growingio_pipeline.export_api import ExportClient, ExportResult, ExportStatus, ExportStillRunning
@@ -24,6 +25,7 @@ from growingio_pipeline.parsing import (
     LARGER_BLOCK_SIZE_BYTES,
     ParsedPart,
     RowTooLargeError,
+    RowWriter,
     parse_inflated_part,
     parse_part,
 )
@@ -31,12 +33,15 @@ from growingio_pipeline.redaction import redact_url
 from growingio_pipeline.reissue import fingerprint
 from growingio_pipeline.staging import staging_directory
 from growingio_pipeline.warehouse import (
+    DataFile,
     LoadAttempt,
     LoadStatus,
     LoadSummary,
     ensure_schema,
     record_attempt,
+    remove_unadded_files,
     replace_partition,
+    write_data_file,
 )
 
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
@@ -59,7 +64,7 @@ class StagedType:
     """One event type's parts of one partition, downloaded and parsed, ready to write."""
 
     event_type: EventType
-    parts: tuple[ParsedPart, ...]
+    parts: tuple[ParsedPart[DataFile], ...]
     started_at: datetime
     parts_fingerprint: str | None = None
     """what the downloaded parts were (``reissue.fingerprint``), recorded with the load"""
@@ -132,15 +137,23 @@ def load_partition(
         if export.status is not ExportStatus.FINISHED:
             _record_unloaded(connect, attempt, event_types, LoadStatus(export.status.value), export.error_msg)
             return PartitionLoad(attempt, export)
-        with staging_directory(staging_root) as workdir, ExitStack() as opened:
-            # The lake connection opens (extensions, catalog, schema check) while the parts download and parse.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="growingio-lake-open") as opener:
-                opening = opener.submit(_open_for_writing, connect, opened)
-                staged = [stage_event_type(client, export, event_type, workdir) for event_type in event_types]
-                conn = opening.result()
-            for staged_type in staged:
-                unfinished = [staged_type.event_type]
-                loads.append(write_staged(conn, staged_type, attempt, window))
+        with (
+            staging_directory(staging_root) as workdir,
+            ExitStack() as opened,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="growingio-lake-open") as opener,
+        ):
+            # The lake connection opens (extensions, catalog, schema check) while the first parts download.
+            data_files = DataFiles(opener.submit(_open_for_writing, connect, opened).result, attempt.partition_key)
+            try:
+                staged = [
+                    stage_event_type(client, export, event_type, workdir, data_files) for event_type in event_types
+                ]
+                for staged_type in staged:
+                    unfinished = [staged_type.event_type]
+                    loads.append(write_staged(data_files.connection(), staged_type, attempt, window))
+            except BaseException:
+                data_files.remove_unadded()
+                raise
     except Exception as failure:
         status = LoadStatus.RUNNING if isinstance(failure, ExportStillRunning) else LoadStatus.FAILED
         _record_unloaded(connect, attempt, unfinished, status, str(failure))
@@ -167,12 +180,42 @@ def _record_unloaded(
         record_unloaded(conn, attempt, event_types, status, error_msg)
 
 
-def stage_event_type(client: ExportClient, export: ExportResult, event_type: EventType, workdir: Path) -> StagedType:
-    """Download every part of ``event_type`` in ``export``, parsing each to a staging file as it arrives."""
+@dataclass
+class DataFiles:
+    """Writes parts' rows to the partition's data files on the write connection, and remembers every file.
+
+    ``connection`` gives the connection, waiting for it to open; the files a failed load leaves unadded are
+    removed with ``remove_unadded``.
+    """
+
+    connection: Callable[[], duckdb.DuckDBPyConnection]
+    partition_key: str
+    paths: list[str] = field(default_factory=list)
+
+    def writer(self, event_type: EventType) -> RowWriter[DataFile]:
+        """The parser's writer for the parts of ``event_type``."""
+
+        def write(rows: pa.RecordBatchReader, source: str) -> DataFile:
+            data_file = write_data_file(self.connection(), event_type, self.partition_key, rows, source)
+            self.paths.append(data_file.path)
+            return data_file
+
+        return write
+
+    def remove_unadded(self) -> None:
+        """Delete the local files written here that no commit added."""
+        if self.paths:
+            remove_unadded_files(self.connection(), self.paths)
+
+
+def stage_event_type(
+    client: ExportClient, export: ExportResult, event_type: EventType, workdir: Path, data_files: DataFiles
+) -> StagedType:
+    """Download every part of ``event_type`` in ``export``, parsing each into a data file as it arrives."""
     started_at = datetime.now(timezone.utc)
     type_dir = workdir / event_type.name
     type_dir.mkdir(parents=True, exist_ok=True)
-    read = partial(_parse_as_it_downloads, event_type, type_dir)
+    read = partial(_parse_as_it_downloads, event_type, type_dir, data_files)
     downloaded = client.download_and_read_parts(export, event_type.name, type_dir, read)
     parts = tuple(
         parsed
@@ -181,6 +224,7 @@ def stage_event_type(client: ExportClient, export: ExportResult, event_type: Eve
             part.path,
             source=_part_label(part.source),
             staging_dir=type_dir,
+            write=data_files.writer(event_type),
             block_size=LARGER_BLOCK_SIZE_BYTES,
         )
         for part, parsed in downloaded
@@ -194,13 +238,18 @@ def stage_event_type(client: ExportClient, export: ExportResult, event_type: Eve
 
 
 def _parse_as_it_downloads(
-    event_type: EventType, type_dir: Path, gz_path: Path, source: str, csv_stream: BinaryIO
-) -> ParsedPart | None:
+    event_type: EventType, type_dir: Path, data_files: DataFiles, gz_path: Path, source: str, csv_stream: BinaryIO
+) -> ParsedPart[DataFile] | None:
     """The part parsed from its download stream; None for a row too large for the stream's block (the caller
     parses the file again, with larger blocks)."""
     try:
         return parse_inflated_part(
-            event_type, csv_stream, gz_path=gz_path, source=_part_label(source), staging_dir=type_dir
+            event_type,
+            csv_stream,
+            gz_path=gz_path,
+            source=_part_label(source),
+            staging_dir=type_dir,
+            write=data_files.writer(event_type),
         )
     except RowTooLargeError:
         return None

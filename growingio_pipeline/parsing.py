@@ -1,4 +1,4 @@
-"""The vendor's CSV dialect to typed polars frames, staged to Arrow IPC files before any database work.
+"""The vendor's CSV dialect to typed polars frames, streamed to a writer as Arrow batches.
 
 pyarrow reads the CSV as a stream (bounded blocks, multithreaded parse) with the dialect's escape
 character: the CSV the download inflates as it arrives (``parse_inflated_part``: each part is inflated
@@ -21,20 +21,22 @@ keyed on header names (``EventType.column_for_header``):
 Invalid UTF-8, a file that is not gzip, a truncated file, a header that names no documented column
 (an HTML error page, say) and ambiguous headers raise :class:`ParseError` naming the part: the
 caller then loads nothing for that partition.
+
+The typed batches go, as they are made, to the caller's writer (a ``RowWriter``: the warehouse writes
+them to a data file), so parsing and writing overlap; the rejects are staged to an Arrow IPC file.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TypeVar, cast
+from typing import BinaryIO, Generic, TypeAlias, TypeVar, cast
 
 import polars as pl
 import pyarrow as pa
@@ -54,7 +56,7 @@ RAW_TEXT_LIMIT = 2000
 """Characters of a rejected row's text kept in the rejects."""
 
 PREFETCH_BATCHES = 2
-"""Batches read ahead in a background thread while the previous ones are typed and staged."""
+"""Batches read ahead in a background thread while the previous ones are typed and written."""
 
 _HEADER_LINE_LIMIT = 1024 * 1024
 _HEADER_PREVIEW = 200
@@ -148,13 +150,20 @@ class ParsedFrame:
         return pl.DataFrame(self.batch)
 
 
+Written = TypeVar("Written")
+RowWriter: TypeAlias = Callable[[pa.RecordBatchReader, str], Written]
+"""Consumes a part's typed rows (``staged_schema``) as they are parsed, with the part's redacted source; what it
+returns is kept in the part."""
+
+
 @dataclass(frozen=True)
-class ParsedPart:
-    """One downloaded part, parsed and staged to an Arrow IPC file (data) plus one for its rejects."""
+class ParsedPart(Generic[Written]):
+    """One downloaded part, parsed: what its writer made of its rows, and its rejects staged to Arrow IPC."""
 
     event_type: str
     source: str
-    staged_path: Path
+    written: Written
+    """what the ``RowWriter`` returned"""
     rows_read: int
     rows_rejected: int
     unparsed_maps: int
@@ -415,14 +424,14 @@ def _assemble(event_type: EventType, header: HeaderMap, strings: pa.RecordBatch,
     schema = staged_schema(event_type)
     header_of = {column.name: name for name, column in header.known.items()}
     arrays = []
-    for field in schema:
-        name = header_of.get(field.name)
-        if field.name in typed.columns:
-            arrays.append(typed.get_column(field.name).to_arrow().cast(field.type))
+    for schema_field in schema:
+        name = header_of.get(schema_field.name)
+        if schema_field.name in typed.columns:
+            arrays.append(typed.get_column(schema_field.name).to_arrow().cast(schema_field.type))
         elif name is not None:
             arrays.append(strings.column(name))
         else:
-            arrays.append(pa.nulls(strings.num_rows, field.type))
+            arrays.append(pa.nulls(strings.num_rows, schema_field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -534,18 +543,24 @@ def _invalid_row_rejects(invalid_rows: list[str]) -> pl.DataFrame:
 
 
 def parse_part(
-    event_type: EventType, gz_path: Path, *, source: str, staging_dir: Path, block_size: int = BLOCK_SIZE_BYTES
-) -> ParsedPart:
-    """Parse one gzip CSV part into ``staging_dir`` (data and rejects as Arrow IPC files) and count it.
+    event_type: EventType,
+    gz_path: Path,
+    *,
+    source: str,
+    staging_dir: Path,
+    write: RowWriter[Written],
+    block_size: int = BLOCK_SIZE_BYTES,
+) -> ParsedPart[Written]:
+    """Parse one gzip CSV part, streaming its typed rows to ``write`` and its rejects to ``staging_dir``.
 
-    Arrow IPC, uncompressed, because it is the cheapest format to write and for DuckDB to scan; the
-    files are roughly the size of the uncompressed CSV. A row larger than the block is read again
-    with blocks four times larger, up to ``MAX_BLOCK_SIZE_BYTES``.
+    A row larger than the block is read again with blocks four times larger, up to
+    ``MAX_BLOCK_SIZE_BYTES``: ``write`` is called again, and what it wrote of the first attempt is its own to
+    discard (it saw the error).
     """
     while True:
         try:
             frames = read_frames(event_type, gz_path, source=source, block_size=block_size)
-            return _stage_frames(event_type, frames, gz_path, source, staging_dir)
+            return _write_frames(event_type, frames, gz_path, source, staging_dir, write)
         except RowTooLargeError:
             if block_size >= MAX_BLOCK_SIZE_BYTES:
                 raise
@@ -553,8 +568,14 @@ def parse_part(
 
 
 def parse_inflated_part(
-    event_type: EventType, csv_stream: BinaryIO, *, gz_path: Path, source: str, staging_dir: Path
-) -> ParsedPart:
+    event_type: EventType,
+    csv_stream: BinaryIO,
+    *,
+    gz_path: Path,
+    source: str,
+    staging_dir: Path,
+    write: RowWriter[Written],
+) -> ParsedPart[Written]:
     """:func:`parse_part` for a part read as it downloads: ``csv_stream`` is its inflated CSV, and ``gz_path``
     where the gzip file is once the stream has ended.
 
@@ -562,51 +583,78 @@ def parse_inflated_part(
     :func:`parse_part` of the file, with ``block_size=LARGER_BLOCK_SIZE_BYTES``, takes over.
     """
     frames = read_inflated_frames(event_type, csv_stream, source=source)
-    return _stage_frames(event_type, frames, gz_path, source, staging_dir)
+    return _write_frames(event_type, frames, gz_path, source, staging_dir, write)
 
 
 LARGER_BLOCK_SIZE_BYTES = BLOCK_SIZE_BYTES * 4
 """Where :func:`parse_part` starts when :func:`parse_inflated_part` met a row too large for its block."""
 
 
-def _stage_frames(
-    event_type: EventType, frames: Iterator[ParsedFrame], gz_path: Path, source: str, staging_dir: Path
-) -> ParsedPart:
-    staging_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{event_type.name}.{gz_path.name}"
-    staged_path = staging_dir / f"{stem}.data.arrow"
-    rejects_path = staging_dir / f"{stem}.rejects.arrow"
-    partial = staging_dir / f"{stem}.data.arrow.partial"
-    rejects_path.unlink(missing_ok=True)
-    rows_read = unparsed = 0
-    rejects: list[pl.DataFrame] = []
-    unknown: tuple[str, ...] = ()
-    missing: tuple[str, ...] = ()
-    try:
-        with pa.ipc.new_file(str(partial), staged_schema(event_type)) as writer:
+@dataclass
+class _Tally:
+    """What the frames of one part said besides their rows, gathered as the writer consumes them."""
+
+    rows_read: int = 0
+    unparsed_maps: int = 0
+    rejects: list[pl.DataFrame] = field(default_factory=list)
+    unknown_columns: tuple[str, ...] = ()
+    missing_columns: tuple[str, ...] = ()
+    error: BaseException | None = None
+
+    def batches(self, frames: Iterator[ParsedFrame]) -> Generator[pa.RecordBatch, None, None]:
+        """The frames' non-empty batches; the rest of each frame is counted here, and an error kept."""
+        try:
             for frame in frames:
-                if frame.batch.num_rows:
-                    writer.write_batch(frame.batch)
+                self.rows_read += frame.rows_read
+                self.unparsed_maps += frame.unparsed_maps
+                self.unknown_columns, self.missing_columns = frame.unknown_columns, frame.missing_columns
                 if frame.rejects.height:
-                    rejects.append(frame.rejects)
-                rows_read += frame.rows_read
-                unparsed += frame.unparsed_maps
-                unknown, missing = frame.unknown_columns, frame.missing_columns
-        os.replace(partial, staged_path)
+                    self.rejects.append(frame.rejects)
+                if frame.batch.num_rows:
+                    yield frame.batch
+        except GeneratorExit:
+            raise
+        except BaseException as error:
+            self.error = error
+            raise
+
+
+def _write_frames(
+    event_type: EventType,
+    frames: Iterator[ParsedFrame],
+    gz_path: Path,
+    source: str,
+    staging_dir: Path,
+    write: RowWriter[Written],
+) -> ParsedPart[Written]:
+    tally = _Tally()
+    batches = tally.batches(frames)
+    label = redact_url(source)
+    try:
+        written = write(pa.RecordBatchReader.from_batches(staged_schema(event_type), batches), label)
+    except BaseException:
+        # The writer sees the parser's error wrapped in its own (DuckDB's, say); the caller gets the original.
+        if tally.error is not None:
+            raise tally.error from None
+        raise
     finally:
-        partial.unlink(missing_ok=True)
-    rejected = pl.concat(rejects) if rejects else None
+        batches.close()
+    if tally.error is not None:  # a writer that swallowed the error must not pass for a whole part
+        raise tally.error
+    rejects_path = staging_dir / f"{event_type.name}.{gz_path.name}.rejects.arrow"
+    rejected = pl.concat(tally.rejects) if tally.rejects else None
     if rejected is not None:
+        staging_dir.mkdir(parents=True, exist_ok=True)
         rejected.write_ipc(rejects_path)
     return ParsedPart(
         event_type=event_type.name,
-        source=redact_url(source),
-        staged_path=staged_path,
-        rows_read=rows_read,
+        source=label,
+        written=written,
+        rows_read=tally.rows_read,
         rows_rejected=0 if rejected is None else rejected.height,
-        unparsed_maps=unparsed,
-        unknown_columns=unknown,
-        missing_columns=missing,
+        unparsed_maps=tally.unparsed_maps,
+        unknown_columns=tally.unknown_columns,
+        missing_columns=tally.missing_columns,
         size_bytes=gz_path.stat().st_size,
         rejects_path=None if rejected is None else rejects_path,
     )

@@ -1,7 +1,7 @@
 """The lake's tables: DDL from the registry, the atomic partition replace, the load ledger and rejects.
 
-Parts are parsed and staged (Arrow IPC files) before a connection is opened. ``replace_partition`` writes
-each staged part as a Parquet data file in its partition's folder of the table, then runs one short transaction
+Each part's rows are written, as the parser makes them, to a Parquet data file in the partition's folder of
+the table (``write_data_file``), outside any transaction. ``replace_partition`` then runs one short transaction
 per (event type, partition): delete the partition's rows, add the files (``ducklake_add_data_files``), replace
 the partition's rejects, commit. Any error rolls the whole transaction back, leaving the table as it was, and
 removes the files it did not add; a commit conflict with a concurrent writer runs the whole transaction again
@@ -12,14 +12,14 @@ failed load still records its attempt. SQL identifiers come only from the regist
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path, PurePosixPath
 
 import duckdb
+import pyarrow as pa
 
 from growingio_pipeline.event_types import EVENT_TYPES, ColumnKind, EventType
 from growingio_pipeline.lake import LAKE_DATABASE, METADATA_DATABASE, sql_literal, write_transaction
@@ -34,7 +34,7 @@ ERROR_MSG_LIMIT = 2000
 """Characters of an error message kept in the ledger."""
 
 _PARQUET = {"row_group_size": 30720, "version": 2, "compression": "zstd", "compression_level": 1}
-"""How the lake's Parquet files are written, by DuckLake (``LAKE_OPTIONS``) and by ``replace_partition``.
+"""How the lake's Parquet files are written, by DuckLake (``LAKE_OPTIONS``) and by ``write_data_file``.
 
 Row groups of 30,720 rows (15 of DuckDB's 2,048-row vectors; DuckDB rounds to those) instead of 122,880:
 writing one hour of 400,000 hard-to-compress page rows (three parts, benchmarks/hour_benchmark.py's data)
@@ -45,9 +45,11 @@ snappy); version 2 with snappy took 1.25 s and 91 MiB.
 """
 LAKE_OPTIONS = {f"parquet_{name}": str(value) for name, value in _PARQUET.items()}
 """DuckLake options this project sets on every lake it writes (``ensure_schema``)."""
+# PRESERVE_ORDER false: rows have no order, and keeping the reader's order took a 1,000,000-row part's write
+# from 1.5 s to 3.2 s (one thread encoding instead of two).
 _COPY_OPTIONS = (
     f"FORMAT parquet, ROW_GROUP_SIZE {_PARQUET['row_group_size']}, PARQUET_VERSION V{_PARQUET['version']}, "
-    f"COMPRESSION {_PARQUET['compression']}, COMPRESSION_LEVEL {_PARQUET['compression_level']}"
+    f"COMPRESSION {_PARQUET['compression']}, COMPRESSION_LEVEL {_PARQUET['compression_level']}, PRESERVE_ORDER false"
 )
 
 WRITE_CONNECTION_CONFIG: dict[str, str] = {"memory_limit": "512MB"}
@@ -246,37 +248,63 @@ def _unparsed_maps(maps: list[str]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class DataFile:
+    """A Parquet file of one part's table rows in its partition's folder; the table's once a commit adds it."""
+
+    path: str
+    rows: int
+
+
+def write_data_file(
+    conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str, rows: pa.RecordBatchReader, source: str
+) -> DataFile:
+    """Write ``rows`` (``parsing.staged_schema``) of the part ``source`` as the table's rows of ``partition_key``
+    to a new data file.
+
+    Meant as the parser's ``RowWriter`` (bind the first three arguments), so the file is written while the part is
+    parsed. Safe from several threads at once: each write runs on a cursor of its own. A failed write deletes
+    its local file; ``replace_partition`` adds the file to the table.
+    """
+    # A plain COPY, not DuckLake's insert: 1.3-1.9 s for a 1,000,000-row part against 3.3-5.0 s, and outside the
+    # transaction, so other writers do not wait for it.
+    with conn.cursor() as cursor:
+        path = f"{_partition_folder(cursor, event_type, partition_key)}ducklake-{uuid.uuid4()}.parquet"
+        copy = f"COPY ({_select_staged(event_type)}) TO {sql_literal(path)} ({_COPY_OPTIONS})"
+        try:
+            written = _run_over(cursor, rows, copy, {"partition_key": partition_key, "source": source})
+        except BaseException:
+            _remove_local(path)
+            raise
+    return DataFile(path=path, rows=written)
+
+
 def replace_partition(
-    conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str, parts: Sequence[ParsedPart]
+    conn: duckdb.DuckDBPyConnection,
+    event_type: EventType,
+    partition_key: str,
+    parts: Sequence[ParsedPart[DataFile]],
 ) -> LoadSummary:
     """Replace the partition's rows and rejects with ``parts`` in one transaction; roll back on any error.
 
-    Zero parts empties the partition (a finished export with no data for the hour).
+    Zero parts empties the partition (a finished export with no data for the hour). On failure the parts'
+    data files are removed unless the catalog lists them. A data file is added once: to load a part again,
+    parse it again.
     """
-    for part in parts:
-        if part.event_type != event_type.name:
-            raise ValueError(f"part {part.source} holds {part.event_type!r} rows, not {event_type.name!r}")
     started = datetime.now(timezone.utc)
-    data_files: list[str] = []
+    data_files = [part.written.path for part in parts]
     try:
-        # Written before the transaction: DuckLake's own insert into a partitioned table took 3.3-5.0 s for a
-        # 1,000,000-row part against 1.3-1.9 s for this, and other writers need not wait for it.
-        folder = _partition_folder(conn, event_type, partition_key) if parts else ""
-        rows_loaded = 0
-        with _insertion_order_not_preserved(conn):
-            for part in parts:
-                data_files.append(f"{folder}ducklake-{uuid.uuid4()}.parquet")  # before it is begun: removed on failure
-                rows_loaded += _write_data_file(conn, event_type, partition_key, part, data_files[-1])
-        unparsed_maps = write_transaction(
-            conn, lambda c: _replace_rows(c, event_type, partition_key, parts, data_files)
-        )
+        for part in parts:
+            if part.event_type != event_type.name:
+                raise ValueError(f"part {part.source} holds {part.event_type!r} rows, not {event_type.name!r}")
+        unparsed_maps = write_transaction(conn, lambda c: _replace_rows(c, event_type, partition_key, parts))
     except BaseException:
-        _remove_unadded(conn, data_files)
+        remove_unadded_files(conn, data_files)
         raise
     return LoadSummary(
         event_type=event_type.name,
         partition_key=partition_key,
-        rows_loaded=rows_loaded,
+        rows_loaded=sum(part.written.rows for part in parts),
         rows_rejected=sum(part.rows_rejected for part in parts),
         parts=len(parts),
         bytes=sum(part.size_bytes for part in parts),
@@ -311,32 +339,19 @@ def _is_local(path: str) -> bool:
     return "://" not in path
 
 
-def _write_data_file(
-    conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str, part: ParsedPart, path: str
-) -> int:
-    """Write ``part`` as the table's rows to a new Parquet file at ``path``; the rows written."""
-    copy = f"COPY ({_select_staged(event_type)}) TO {sql_literal(path)} ({_COPY_OPTIONS})"
-    return _run_over_staged(conn, part.staged_path, copy, {"partition_key": partition_key, "source": part.source})
-
-
 def _replace_rows(
-    conn: duckdb.DuckDBPyConnection,
-    event_type: EventType,
-    partition_key: str,
-    parts: Sequence[ParsedPart],
-    data_files: Sequence[str],
+    conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str, parts: Sequence[ParsedPart[DataFile]]
 ) -> int:
     """Delete, add the data files, replace rejects (inside the caller's transaction); the map values unparsed."""
     conn.execute(f"DELETE FROM {event_type.table_name} WHERE _partition_key = ?", [partition_key])
     conn.execute(
         f"DELETE FROM {REJECTS_TABLE} WHERE event_type = ? AND partition_key = ?", [event_type.name, partition_key]
     )
-    for path in data_files:
-        _add_data_file(conn, event_type, path)
     for part in parts:
+        _add_data_file(conn, event_type, part.written.path)
         if part.rejects_path is not None:
             params = {"partition_key": partition_key, "source": part.source, "event_type": event_type.name}
-            _run_over_staged(conn, part.rejects_path, _INSERT_REJECTS, params)
+            _run_over(conn, read_staged(part.rejects_path), _INSERT_REJECTS, params)
     return _count(
         conn.execute(
             f"SELECT COALESCE(sum(cardinality(_unparsed_maps)), 0) FROM {event_type.table_name} "
@@ -354,7 +369,7 @@ def _add_data_file(conn: duckdb.DuckDBPyConnection, event_type: EventType, path:
     ).fetchall()
 
 
-def _remove_unadded(conn: duckdb.DuckDBPyConnection, data_files: Sequence[str]) -> None:
+def remove_unadded_files(conn: duckdb.DuckDBPyConnection, data_files: Sequence[str]) -> None:
     """Delete the local files of ``data_files`` that the catalog does not list (a failed load's).
 
     A file the catalog does list stays (the commit went through after all); a file in S3, or any file
@@ -370,18 +385,12 @@ def _remove_unadded(conn: duckdb.DuckDBPyConnection, data_files: Sequence[str]) 
     listed_names = {PurePosixPath(listed_path).name for (listed_path,) in listed}  # each name holds a new UUID
     for path in local:
         if Path(path).name not in listed_names:
-            Path(path).unlink(missing_ok=True)
+            _remove_local(path)
 
 
-@contextmanager
-def _insertion_order_not_preserved(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Let DuckDB insert in parallel without keeping file order (rows have no order); restore after."""
-    (previous,) = conn.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0]
-    conn.execute("SET preserve_insertion_order = false")
-    try:
-        yield
-    finally:
-        conn.execute(f"SET preserve_insertion_order = {'true' if previous else 'false'}")
+def _remove_local(path: str) -> None:
+    if _is_local(path):
+        Path(path).unlink(missing_ok=True)
 
 
 def _count(result: duckdb.DuckDBPyConnection) -> int:
@@ -396,9 +405,11 @@ _INSERT_REJECTS = f"""INSERT INTO {REJECTS_TABLE} BY NAME
     FROM {_STAGED_VIEW}"""
 
 
-def _run_over_staged(conn: duckdb.DuckDBPyConnection, path: Path, statement: str, params: dict[str, str]) -> int:
-    """Run ``statement`` (an INSERT or COPY) over the staged Arrow file at ``path``, streamed; the rows it wrote."""
-    conn.register(_STAGED_VIEW, read_staged(path))
+def _run_over(
+    conn: duckdb.DuckDBPyConnection, rows: pa.RecordBatchReader, statement: str, params: dict[str, str]
+) -> int:
+    """Run ``statement`` (an INSERT or COPY) over ``rows``, registered as ``_STAGED_VIEW``; the rows it wrote."""
+    conn.register(_STAGED_VIEW, rows)
     try:
         return _count(conn.execute(statement, params))
     finally:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.lake import LakeSettings, connect_lake
-from growingio_pipeline.parsing import parse_part
 from growingio_pipeline.warehouse import LoadAttempt, ensure_schema, record_attempt, replace_partition
 from growingio_pipeline_tests.csv_fixtures import write_part
+from growingio_pipeline_tests.parsed_parts import parse_into_partition
 
 PAGE = EVENT_TYPES["page"]
 HEADER = ["sendTime", "title", "pageRequestId"]
@@ -35,7 +35,9 @@ def write_rounds(lake_dir: Path, rounds: int, rows: int, partitions: list[str]) 
                     HEADER,
                     [[str(i), f"round-{number}", f"{partition}-{i}"] for i in range(rows)],
                 )
-                parsed = parse_part(PAGE, part, source=part.name, staging_dir=Path(directory) / "stage")
+                parsed = parse_into_partition(
+                    conn, PAGE, partition, part, source=part.name, staging_dir=Path(directory) / "stage"
+                )
                 summary = replace_partition(conn, PAGE, partition, [parsed])
                 record_attempt(conn, LoadAttempt.loaded(summary, export_type="hour", started_at=started))
 

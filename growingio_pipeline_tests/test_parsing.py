@@ -20,11 +20,10 @@ from growingio_pipeline.parsing import (
     ParseError,
     RowTooLargeError,
     frame_schema,
-    parse_part,
     read_frames,
-    read_staged,
 )
 from growingio_pipeline_tests.csv_fixtures import write_part, write_raw_part
+from growingio_pipeline_tests.parsed_parts import parse_to_table
 
 PAGE = EVENT_TYPES["page"]
 CUSTOM_EVENT = EVENT_TYPES["custom_event"]
@@ -222,10 +221,10 @@ def test_non_numeric_bigint_and_double_rejected_with_column_and_value(tmp_path: 
     assert rejects.get_column("reason").to_list() == ["eventNumber: not a number: 1,5"]
 
 
-def test_parse_part_stages_data_and_rejects_and_counts(tmp_path: Path) -> None:
+def test_parse_part_hands_rows_to_the_writer_stages_rejects_and_counts(tmp_path: Path) -> None:
     rows = [["1", "a", '{"k":"v"}', "x"], ["zz", "b", None, None], ["3", "c", "{bad}", None]]
     part = write_part(tmp_path / "part-00000.csv.gz", ["sendTime", "visitUserId", "eventVariable", "extra"], rows)
-    parsed = parse_part(
+    parsed = parse_to_table(
         CUSTOM_EVENT,
         part,
         source="https://cdn.example/part-00000.csv.gz?Signature=SECRET",
@@ -236,20 +235,19 @@ def test_parse_part_stages_data_and_rejects_and_counts(tmp_path: Path) -> None:
     assert (parsed.rows_read, parsed.rows_rejected, parsed.unparsed_maps) == (3, 1, 1)
     assert parsed.unknown_columns == ("extra",) and "pageTime" in parsed.missing_columns
     assert parsed.size_bytes == part.stat().st_size
-    staged = read_staged(parsed.staged_path).read_all()
-    assert staged.num_rows == 2 and staged.column("visit_user_id").to_pylist() == ["a", "c"]
+    assert parsed.written.num_rows == 2 and parsed.written.column("visit_user_id").to_pylist() == ["a", "c"]
     assert pa.ipc.open_file(str(parsed.rejects_path)).read_all().num_rows == 1
 
     clean = write_part(tmp_path / "clean.csv.gz", ["sendTime"], [["1"]])
-    assert parse_part(CUSTOM_EVENT, clean, source="clean", staging_dir=tmp_path / "stage").rejects_path is None
+    assert parse_to_table(CUSTOM_EVENT, clean, source="clean", staging_dir=tmp_path / "stage").rejects_path is None
 
 
 def test_header_only_part_gives_no_rows(tmp_path: Path) -> None:
-    parsed = parse_part(
+    parsed = parse_to_table(
         PAGE, write_part(tmp_path / "h.csv.gz", ["sendTime", "title"], []), source="h", staging_dir=tmp_path
     )
     assert parsed.rows_read == 0
-    assert read_staged(parsed.staged_path).read_all().num_rows == 0
+    assert parsed.written.num_rows == 0
 
 
 def test_a_10_mb_field_loads(tmp_path: Path) -> None:
@@ -260,8 +258,7 @@ def test_a_10_mb_field_loads(tmp_path: Path) -> None:
     with pytest.raises(RowTooLargeError, match="row is over"):
         list(read_frames(PAGE, part, source="big", block_size=1024 * 1024))
 
-    parsed = parse_part(PAGE, part, source="big", staging_dir=tmp_path / "stage")
-    staged = read_staged(parsed.staged_path).read_all()
+    staged = parse_to_table(PAGE, part, source="big", staging_dir=tmp_path / "stage").written
     assert staged.column("title").to_pylist() == [huge, "small"]
     assert staged.column("page").to_pylist() == ["after", "p"]
 
@@ -284,15 +281,14 @@ def test_unusable_parts_raise_a_clear_error_naming_the_part(tmp_path: Path, cont
     path = tmp_path / "bad.csv.gz"
     path.write_bytes(content)
     with pytest.raises(ParseError, match=message) as raised:
-        parse_part(PAGE, path, source="https://cdn.example/bad.csv.gz?token=SECRET", staging_dir=tmp_path / "stage")
+        parse_to_table(PAGE, path, source="https://cdn.example/bad.csv.gz?token=SECRET", staging_dir=tmp_path / "stage")
     assert "https://cdn.example/bad.csv.gz" in str(raised.value)
     assert "SECRET" not in str(raised.value)
-    assert not list((tmp_path / "stage").glob("*.data.arrow"))
 
 
 def test_a_part_that_cannot_be_opened_is_a_parse_error_naming_the_part(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match="not a readable gzip file") as raised:
-        parse_part(
+        parse_to_table(
             PAGE, tmp_path / "gone.csv.gz", source="https://cdn.example/gone.csv.gz?token=SECRET", staging_dir=tmp_path
         )
     assert "https://cdn.example/gone.csv.gz" in str(raised.value)

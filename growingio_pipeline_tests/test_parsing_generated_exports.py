@@ -10,7 +10,8 @@ import pytest
 from growingio_pipeline.event_types import EVENT_TYPES, ColumnKind, EventType
 from growingio_pipeline.local_server.csv_writer import write_csv_parts
 from growingio_pipeline.local_server.generator import generate_hour
-from growingio_pipeline.parsing import UNPARSED_MAPS, parse_part, read_staged
+from growingio_pipeline.parsing import UNPARSED_MAPS
+from growingio_pipeline_tests.parsed_parts import parse_to_table
 
 
 def expected_value(event_type: EventType, generated: pl.DataFrame) -> list[pl.Expr]:
@@ -48,10 +49,10 @@ def test_generated_parts_parse_back_to_the_generated_values(tmp_path: Path, even
     for index, content in enumerate(parts):
         path = tmp_path / f"part-{index:05d}.csv.gz"
         path.write_bytes(content)
-        parsed.append(parse_part(event_type, path, source=path.name, staging_dir=tmp_path / "stage"))
+        parsed.append(parse_to_table(event_type, path, source=path.name, staging_dir=tmp_path / "stage"))
 
     assert sum(part.rows_rejected for part in parsed) == 0
     assert all(part.unknown_columns == () and part.missing_columns == () for part in parsed)
-    loaded = pl.concat([pl.DataFrame(read_staged(part.staged_path).read_all()) for part in parsed])
+    loaded = pl.concat([pl.DataFrame(part.written) for part in parsed])
     assert loaded.select(loaded_value(event_type)).equals(generated.select(expected_value(event_type, generated)))
     assert sum(part.rows_read for part in parsed) == generated.height

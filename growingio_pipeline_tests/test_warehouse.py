@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from growingio_pipeline.event_types import EVENT_TYPES, Column, ColumnKind, EventType
 from growingio_pipeline.lake import LakeSettings, connect_lake
-from growingio_pipeline.parsing import parse_part
 from growingio_pipeline.warehouse import (
     LAKE_OPTIONS,
     LEDGER_TABLE,
@@ -27,6 +26,7 @@ from growingio_pipeline.warehouse import (
     table_row_counts,
 )
 from growingio_pipeline_tests.csv_fixtures import write_part, write_raw_part
+from growingio_pipeline_tests.parsed_parts import parse_into_partition
 from growingio_pipeline_tests.test_parsing import AWKWARD_STRINGS, TEXT_VALUES
 
 PAGE = EVENT_TYPES["page"]
@@ -36,9 +36,8 @@ PARTITION = "202611290300"
 
 def load(conn, event_type, tmp_path: Path, header, rows, *, name: str = "part-0.csv.gz", partition: str = PARTITION):
     part = write_part(tmp_path / name, header, rows)
-    parsed = parse_part(
-        event_type, part, source=f"https://cdn.example/{name}?X-Signature=SECRET", staging_dir=tmp_path / "stage"
-    )
+    source = f"https://cdn.example/{name}?X-Signature=SECRET"
+    parsed = parse_into_partition(conn, event_type, partition, part, source=source, staging_dir=tmp_path / "stage")
     return replace_partition(conn, event_type, partition, [parsed])
 
 
@@ -259,9 +258,8 @@ def test_unknown_columns_land_in_extra_columns_and_missing_ones_are_null(conn, t
 def test_rejected_rows_go_to_rejects_with_reason_and_source_the_rest_loads(conn, tmp_path: Path) -> None:
     text = b"sendTime,index,actionRequestId\n1,1,ok\n2,x,bad-index\n3,3,extra,field\n4,4,ok2\n"
     part = write_raw_part(tmp_path / "mixed.csv.gz", text)
-    parsed = parse_part(
-        EVENT_TYPES["action"], part, source="https://cdn.example/mixed.csv.gz?sig=SECRET", staging_dir=tmp_path
-    )
+    source = "https://cdn.example/mixed.csv.gz?sig=SECRET"
+    parsed = parse_into_partition(conn, EVENT_TYPES["action"], PARTITION, part, source=source, staging_dir=tmp_path)
     summary = replace_partition(conn, EVENT_TYPES["action"], PARTITION, [parsed])
 
     assert (summary.rows_read, summary.rows_loaded, summary.rows_rejected) == (4, 2, 2)

@@ -6,21 +6,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pytest
 
 from growingio_pipeline import warehouse
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.lake import METADATA_DATABASE
-from growingio_pipeline.parsing import ParsedPart, parse_part
+from growingio_pipeline.parsing import ParsedPart, ParseError
 from growingio_pipeline.warehouse import (
     LEDGER_TABLE,
     REJECTS_TABLE,
+    DataFile,
     LoadAttempt,
     record_attempt,
     replace_partition,
 )
-from growingio_pipeline_tests.csv_fixtures import write_part
+from growingio_pipeline_tests.csv_fixtures import write_part, write_raw_part
+from growingio_pipeline_tests.parsed_parts import parse_into_partition
 
 PAGE = EVENT_TYPES["page"]
 HEADER = ["sendTime", "title", "appVariable", "pageRequestId"]
@@ -28,9 +29,13 @@ HOUR_3 = "202611290300"
 HOUR_4 = "202611290400"
 
 
-def staged(tmp_path: Path, name: str, rows: list[list[str | None]]) -> ParsedPart:
+def staged(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path, name: str, rows: list[list[str | None]], partition: str = HOUR_3
+) -> ParsedPart[DataFile]:
+    """A page part parsed into a new data file of ``partition``, not yet added."""
     part = write_part(tmp_path / name, HEADER, rows)
-    return parse_part(PAGE, part, source=f"https://cdn.example/{name}", staging_dir=tmp_path / "stage")
+    source = f"https://cdn.example/{name}"
+    return parse_into_partition(conn, PAGE, partition, part, source=source, staging_dir=tmp_path / "stage")
 
 
 def page_rows(prefix: str, count: int) -> list[list[str | None]]:
@@ -65,25 +70,29 @@ def unlisted_data_files(conn: duckdb.DuckDBPyConnection) -> list[str]:
 @pytest.fixture
 def loaded(conn, tmp_path: Path) -> dict[str, list[tuple]]:
     """Two partitions loaded (hour 3 with a reject), and their snapshot."""
-    replace_partition(
-        conn, PAGE, HOUR_3, [staged(tmp_path, "h3.csv.gz", [*page_rows("h3", 5), ["oops", "x", None, "bad"]])]
-    )
-    replace_partition(conn, PAGE, HOUR_4, [staged(tmp_path, "h4.csv.gz", page_rows("h4", 3))])
+    replace_partition(conn, PAGE, HOUR_3, [staged(conn, tmp_path, "h3.csv.gz", hour_3_rows())])
+    replace_partition(conn, PAGE, HOUR_4, [staged(conn, tmp_path, "h4.csv.gz", page_rows("h4", 3), HOUR_4)])
     before = snapshot(conn)
     assert len(before["page"]) == 8 and len(before["rejects"]) == 1
     return before
 
 
+def hour_3_rows() -> list[list[str | None]]:
+    return [*page_rows("h3", 5), ["oops", "x", None, "bad"]]
+
+
 def test_replacing_a_partition_twice_gives_identical_rows(conn, tmp_path: Path, loaded) -> None:
-    parts = [staged(tmp_path, "h3.csv.gz", [*page_rows("h3", 5), ["oops", "x", None, "bad"]])]
-    first = replace_partition(conn, PAGE, HOUR_3, parts)
-    second = replace_partition(conn, PAGE, HOUR_3, parts)
+    first = replace_partition(conn, PAGE, HOUR_3, [staged(conn, tmp_path, "h3.csv.gz", hour_3_rows())])
+    second = replace_partition(conn, PAGE, HOUR_3, [staged(conn, tmp_path, "h3.csv.gz", hour_3_rows())])
     assert snapshot(conn) == loaded
     assert (first.rows_loaded, second.rows_loaded, second.rows_rejected) == (5, 5, 1)
 
 
 def test_several_parts_load_together_with_their_source(conn, tmp_path: Path, loaded) -> None:
-    parts = [staged(tmp_path, "a.csv.gz", page_rows("a", 4)), staged(tmp_path, "b.csv.gz", page_rows("b", 2))]
+    parts = [
+        staged(conn, tmp_path, "a.csv.gz", page_rows("a", 4)),
+        staged(conn, tmp_path, "b.csv.gz", page_rows("b", 2)),
+    ]
     summary = replace_partition(conn, PAGE, HOUR_3, parts)
     assert (summary.parts, summary.rows_loaded, summary.unparsed_maps) == (2, 6, 3)
     by_source = conn.execute(
@@ -94,23 +103,32 @@ def test_several_parts_load_together_with_their_source(conn, tmp_path: Path, loa
     assert snapshot(conn)["page"][-3:] == loaded["page"][-3:]  # hour 4 untouched
 
 
-def test_a_corrupt_second_part_leaves_everything_as_it_was(conn, tmp_path: Path, loaded) -> None:
-    good = staged(tmp_path, "good.csv.gz", page_rows("new", 7))
-    corrupt = staged(tmp_path, "corrupt.csv.gz", page_rows("bad", 7))
-    corrupt.staged_path.write_bytes(corrupt.staged_path.read_bytes()[:200])
+def test_a_corrupt_second_data_file_leaves_everything_as_it_was(conn, tmp_path: Path, loaded) -> None:
+    good = staged(conn, tmp_path, "good.csv.gz", page_rows("new", 7))
+    corrupt = staged(conn, tmp_path, "corrupt.csv.gz", page_rows("bad", 7))
+    corrupt_file = Path(corrupt.written.path)
+    corrupt_file.write_bytes(corrupt_file.read_bytes()[:200])
 
-    with pytest.raises(pa.ArrowInvalid, match="Not an Arrow file"):
+    with pytest.raises(duckdb.Error):
         replace_partition(conn, PAGE, HOUR_3, [good, corrupt])
 
     assert snapshot(conn) == loaded
     assert conn.execute("SELECT 1").fetchone() == (1,)  # no transaction left open
 
 
-def test_a_staged_file_gone_before_the_insert_leaves_everything_as_it_was(conn, tmp_path: Path, loaded) -> None:
-    gone = staged(tmp_path, "gone.csv.gz", page_rows("gone", 2))
-    gone.staged_path.unlink()
-    with pytest.raises(FileNotFoundError):
+def test_a_data_file_gone_before_the_commit_leaves_everything_as_it_was(conn, tmp_path: Path, loaded) -> None:
+    gone = staged(conn, tmp_path, "gone.csv.gz", page_rows("gone", 2))
+    Path(gone.written.path).unlink()
+    with pytest.raises(duckdb.Error):
         replace_partition(conn, PAGE, HOUR_3, [gone])
+    assert snapshot(conn) == loaded
+
+
+def test_a_part_failing_while_its_data_file_is_written_leaves_no_file(conn, tmp_path: Path, loaded) -> None:
+    truncated = write_raw_part(tmp_path / "cut.csv.gz", ("sendTime,title\n" + "1,abc\n" * 50_000).encode())
+    truncated.write_bytes(truncated.read_bytes()[:-200])
+    with pytest.raises(ParseError, match=r"part cut\.csv\.gz"):  # the parser's own error, not the writer's
+        parse_into_partition(conn, PAGE, HOUR_3, truncated, source="cut.csv.gz", staging_dir=tmp_path / "stage")
     assert snapshot(conn) == loaded
 
 
@@ -122,13 +140,13 @@ def test_an_error_between_delete_and_insert_rolls_back(conn, tmp_path: Path, loa
 
     monkeypatch.setattr(warehouse, "_add_data_file", fail_after_delete)
     with pytest.raises(RuntimeError, match="injected"):
-        replace_partition(conn, PAGE, HOUR_3, [staged(tmp_path, "x.csv.gz", page_rows("x", 2))])
+        replace_partition(conn, PAGE, HOUR_3, [staged(conn, tmp_path, "x.csv.gz", page_rows("x", 2))])
     assert snapshot(conn) == loaded
 
 
 def test_a_failed_load_still_records_its_attempt(conn, tmp_path: Path, loaded) -> None:
-    broken = staged(tmp_path, "broken.csv.gz", page_rows("b", 2))
-    broken.staged_path.write_bytes(b"not arrow")
+    broken = staged(conn, tmp_path, "broken.csv.gz", page_rows("b", 2))
+    Path(broken.written.path).write_bytes(b"not parquet")
     started = datetime.now(timezone.utc)
     with pytest.raises(Exception) as raised:
         replace_partition(conn, PAGE, HOUR_3, [broken])
@@ -158,13 +176,7 @@ def test_zero_parts_empties_only_that_partition(conn, loaded) -> None:
 
 def test_parts_of_another_event_type_are_refused_before_any_change(conn, tmp_path: Path, loaded) -> None:
     part = write_part(tmp_path / "vstr.csv.gz", ["sendTime"], [["1"]])
-    other = parse_part(EVENT_TYPES["vstr"], part, source="vstr", staging_dir=tmp_path)
+    other = parse_into_partition(conn, EVENT_TYPES["vstr"], HOUR_3, part, source="vstr", staging_dir=tmp_path)
     with pytest.raises(ValueError, match="'vstr' rows, not 'page'"):
         replace_partition(conn, PAGE, HOUR_3, [other])
     assert snapshot(conn) == loaded
-
-
-def test_the_connection_setting_changed_for_the_insert_is_restored(conn, loaded) -> None:
-    conn.execute("SET preserve_insertion_order = true")
-    replace_partition(conn, PAGE, HOUR_4, [])
-    assert conn.execute("SELECT current_setting('preserve_insertion_order')").fetchone() == (True,)
