@@ -13,7 +13,7 @@ partition the script reports:
 
 - run: the run's wall time, RUN_START to RUN_SUCCESS in Dagster's event log;
 - step: STEP_START to STEP_SUCCESS of the multi-asset's step;
-- data path: time spent in ``ingest.stage_event_type`` (download, gzip check, parse, staging) and
+- data path: time spent in ``ingest.stage_event_type`` (download, gzip check, parse, data files) and
   ``ingest.write_staged`` (lake transaction, verification, ledger row), timed around the asset's
   calls from ``ingest.load_partition`` (the ledger's ``duration_s`` cannot be summed: a type's attempt
   starts when it is staged, so the attempts of a run overlap);

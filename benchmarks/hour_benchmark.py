@@ -25,8 +25,9 @@ peak RSS (VmHWM) is its own, and the paths alternate across repetitions. Timed, 
 - ``project``: ``ingest.load_partition`` for the page type, over loopback: the API call, the download, the
   parse and the lake transaction, into a fresh lake (SQLite catalog, local Parquet; the empty lake is made
   before the timer). Its result is checked: no failure, every generated row loaded. Its stages are printed:
-  ``api`` (the export call), ``download_parse`` (``stage_event_type``: download, gzip check, parse, staging),
-  ``write`` (``write_staged``: the lake transaction, its verification, the ledger row) and ``other`` (the
+  ``api`` (the export call), ``download_parse`` (``stage_event_type``: download, gzip check, parse, and each
+  part's Parquet data file written as it is parsed), ``write`` (``write_staged``: the lake transaction, its
+  verification, the ledger row) and ``other`` (the
   client, the staging folder, and the wait for the lake connection, which opens while the parts download).
 - ``duckdb_local``: DuckDB's ``read_csv(..., escape='\\\\')`` of the parts already on disk, cast to the
   project's column types (the SQL is built from the project's registry), into a table of a fresh DuckDB

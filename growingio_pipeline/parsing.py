@@ -109,7 +109,7 @@ class RowTooLargeError(ParseError):
 def staged_schema(event_type: EventType) -> pa.Schema:
     """Typed rows of ``event_type`` as Arrow: registry columns, then ``_unparsed_maps``, ``_extra_columns``.
 
-    Map columns hold JSON object text; the staged files and ``ParsedFrame.batch`` use this schema.
+    Map columns hold JSON object text; a ``RowWriter``'s batches and ``ParsedFrame.batch`` use this schema.
     """
     fields = [pa.field(column.name, _ARROW_TYPES[column.kind]) for column in event_type.columns]
     return pa.schema([*fields, pa.field(UNPARSED_MAPS, pa.string()), pa.field(EXTRA_COLUMNS, pa.string())])
@@ -244,7 +244,7 @@ def _typed_frames(
     rows_before = 0
     yielded = False
     # Reading and CSV parsing run ahead in a thread (pyarrow releases the GIL) while this thread
-    # types and stages the previous batch: the two cores overlap instead of taking turns.
+    # types the previous batch for the writer: the two cores overlap instead of taking turns.
     for batch, invalid_rows in _prefetched(batches, PREFETCH_BATCHES):
         yield _type_batch(event_type, header, batch, invalid_rows, rows_before)
         rows_before += 0 if batch is None else batch.num_rows
@@ -420,7 +420,7 @@ def _polars_source(batch: pa.RecordBatch, header: HeaderMap) -> pl.DataFrame:
 
 
 def _assemble(event_type: EventType, header: HeaderMap, strings: pa.RecordBatch, typed: pl.DataFrame) -> pa.RecordBatch:
-    """The staged batch: string columns from the reader, the rest from the typed polars frame."""
+    """The typed batch: string columns from the reader, the rest from the typed polars frame."""
     schema = staged_schema(event_type)
     header_of = {column.name: name for name, column in header.known.items()}
     arrays = []

@@ -1,7 +1,7 @@
-"""Working directories for downloaded and staged parts, one per loading process.
+"""Working directories for downloaded parts and their rejects, one per loading process.
 
 A process killed mid-load (SIGKILL, OOM, a lost machine) cannot remove its directory, and a busy
-hour's staged parts take hundreds of megabytes. So each directory is named after its host and
+hour's parts take hundreds of megabytes. So each directory is named after its host and
 process, and opening a new one first removes those of this host whose process is gone. Directories
 of other hosts sharing the folder are left alone: their process ids mean nothing here.
 """
