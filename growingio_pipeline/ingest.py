@@ -61,7 +61,7 @@ class PartitionAttempt:
 
 @dataclass(frozen=True)
 class StagedType:
-    """One event type's parts of one partition, downloaded and parsed, ready to write."""
+    """One event type's parts of one partition, downloaded and parsed into data files, ready to commit."""
 
     event_type: EventType
     parts: tuple[ParsedPart[DataFile], ...]

@@ -197,7 +197,7 @@ _CAST_MAP = "__map_"
 
 
 def _select_staged(event_type: EventType) -> str:
-    """The SELECT turning the staged file registered as ``_STAGED_VIEW`` into table rows.
+    """The SELECT turning the rows registered as ``_STAGED_VIEW`` (``parsing.staged_schema``) into table rows.
 
     Map text becomes ``MAP(VARCHAR, VARCHAR)``. A map the parser let through that DuckDB still
     refuses (duplicate keys) is kept, as text, in ``_unparsed_maps`` like the parser's own.
