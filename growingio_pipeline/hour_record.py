@@ -12,8 +12,8 @@ from datetime import datetime
 import duckdb
 
 from growingio_pipeline.event_types import EventType
-from growingio_pipeline.ingest import PartitionVerification, count_partition_rows
-from growingio_pipeline.warehouse import LEDGER_TABLE, LoadStatus
+from growingio_pipeline.ingest import PartitionVerification
+from growingio_pipeline.warehouse import LEDGER_TABLE, LoadStatus, count_partition
 
 _LATEST_ATTEMPT = f"""SELECT status, error_msg, rows_read, rows_rejected FROM {LEDGER_TABLE}
 WHERE event_type = ? AND partition_key = ? {{only_loaded}} ORDER BY finished_at DESC LIMIT 1"""
@@ -39,14 +39,14 @@ def read_hour_record(
         _LATEST_ATTEMPT.format(only_loaded=f"AND status = '{LoadStatus.LOADED.value}'"), params
     ).fetchone()
     _, _, rows_read, rows_rejected = loaded or (None, None, 0, 0)
-    rows_in_table, rows_outside = count_partition_rows(conn, event_type, partition_key, window)
+    counts = count_partition(conn, event_type, partition_key, window)
     return HourRecord(
         latest_status=LoadStatus(latest[0]) if latest else None,
         latest_error_msg=latest[1] if latest else None,
         verification=PartitionVerification(
             rows_read=rows_read,
-            rows_in_table=rows_in_table,
+            rows_in_table=counts.rows,
             rows_rejected=rows_rejected,
-            rows_outside_window=rows_outside,
+            rows_outside_window=counts.rows_outside_window,
         ),
     )

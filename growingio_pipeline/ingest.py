@@ -72,7 +72,7 @@ class StagedType:
 
 @dataclass(frozen=True)
 class PartitionVerification:
-    """Counts the checks compare, measured in DuckDB after the commit."""
+    """Counts the checks compare: the partition's rows as committed, and what the load read and rejected."""
 
     rows_read: int
     rows_in_table: int
@@ -266,17 +266,21 @@ def write_staged(
     attempt: PartitionAttempt,
     window: tuple[datetime, datetime],
 ) -> TypeLoad:
-    """Replace the partition's rows in one transaction, verify them, and record the attempt."""
-    summary = replace_partition(conn, staged.event_type, attempt.partition_key, staged.parts)
-    verification = verify_partition(conn, staged.event_type, attempt.partition_key, window, summary)
-    record_attempt(
-        conn,
-        LoadAttempt.loaded(
-            summary,
-            export_type=attempt.export_type,
-            started_at=staged.started_at,
-            parts_fingerprint=staged.parts_fingerprint,
-        ),
+    """Replace the partition's rows and record the attempt in one transaction, then read the table back."""
+    ledger_row = partial(
+        LoadAttempt.loaded,
+        export_type=attempt.export_type,
+        started_at=staged.started_at,
+        parts_fingerprint=staged.parts_fingerprint,
+    )
+    summary = replace_partition(
+        conn, staged.event_type, attempt.partition_key, staged.parts, window=window, ledger=ledger_row
+    )
+    verification = PartitionVerification(
+        rows_read=summary.rows_read,
+        rows_in_table=summary.rows_in_table,
+        rows_rejected=summary.rows_rejected,
+        rows_outside_window=summary.rows_outside_window,
     )
     [(table_rows,)] = conn.execute(f"SELECT count(*) FROM {staged.event_type.table_name}").fetchall()
     preview = _preview_rows(conn, staged.event_type, attempt.partition_key)
@@ -292,36 +296,6 @@ def _preview_rows(
         [partition_key],
     ).fetchall()
     return tuple(tuple(row) for row in rows)
-
-
-def verify_partition(
-    conn: duckdb.DuckDBPyConnection,
-    event_type: EventType,
-    partition_key: str,
-    window: tuple[datetime, datetime],
-    summary: LoadSummary,
-) -> PartitionVerification:
-    """Count the partition's rows in the table, and those whose bucketing time is outside ``window``."""
-    rows_in_table, rows_outside = count_partition_rows(conn, event_type, partition_key, window)
-    return PartitionVerification(
-        rows_read=summary.rows_read,
-        rows_in_table=rows_in_table,
-        rows_rejected=summary.rows_rejected,
-        rows_outside_window=rows_outside,
-    )
-
-
-def count_partition_rows(
-    conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str, window: tuple[datetime, datetime]
-) -> tuple[int, int]:
-    """The partition's rows in the table, and how many of them have a bucketing time outside ``window``."""
-    bucket = event_type.bucket_column_name
-    [(rows_in_table, rows_outside)] = conn.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE {bucket} < ? OR {bucket} >= ?) "
-        f"FROM {event_type.table_name} WHERE _partition_key = ?",
-        [window[0], window[1], partition_key],
-    ).fetchall()
-    return rows_in_table, rows_outside
 
 
 def record_unloaded(

@@ -3,17 +3,18 @@
 Each part's rows are written, as the parser makes them, to a Parquet data file in the partition's folder of
 the table (``write_data_file``), outside any transaction. ``replace_partition`` then runs one short transaction
 per (event type, partition): delete the partition's rows, add the files (``ducklake_add_data_files``), replace
-the partition's rejects, commit. Any error rolls the whole transaction back, leaving the table as it was, and
-removes the files it did not add; a commit conflict with a concurrent writer runs the whole transaction again
-(``lake.write_transaction``). Ledger rows are written outside that transaction, so a
-failed load still records its attempt. SQL identifiers come only from the registry.
+the partition's rejects, count what the partition now holds, write the load's ledger row, commit. Any error
+rolls the whole transaction back, leaving the table and the ledger as they were, and removes the files it did
+not add; a commit conflict with a concurrent writer runs the whole transaction again
+(``lake.write_transaction``). A failed load's ledger row is written in a transaction of its own
+(``record_attempt``). SQL identifiers come only from the registry.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -185,11 +186,45 @@ class LoadSummary:
     unparsed_maps: int
     """map values in ``_unparsed_maps``, counted in the table (the parser's plus those DuckDB refused)"""
     rows_read: int
+    rows_in_table: int
+    """the partition's rows in the table as committed"""
+    rows_outside_window: int
+    """of those, rows whose bucketing time falls outside the window given to ``replace_partition`` (0 without one)"""
     unknown_columns: tuple[str, ...]
     """header names the registry does not know, over all parts (kept in ``_extra_columns``)"""
     missing_columns: tuple[str, ...]
     """documented columns absent from at least one part's header (loaded as NULL)"""
     duration_s: float
+    """from the start of ``replace_partition`` to the end of its work, before the commit"""
+
+
+@dataclass(frozen=True)
+class PartitionCounts:
+    """What one partition holds in its table."""
+
+    rows: int
+    rows_outside_window: int
+    """rows whose bucketing time falls outside the window counted against (0 without one)"""
+    unparsed_maps: int
+    """map values in ``_unparsed_maps`` (the parser's plus those DuckDB refused)"""
+
+
+def count_partition(
+    conn: duckdb.DuckDBPyConnection,
+    event_type: EventType,
+    partition_key: str,
+    window: tuple[datetime, datetime] | None = None,
+) -> PartitionCounts:
+    """Count the partition's rows, those whose bucketing time is outside ``window`` (UTC), and their unparsed
+    map values, in one scan."""
+    bucket = event_type.bucket_column_name
+    start, end = window or (None, None)
+    [(rows, rows_outside, unparsed_maps)] = conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {bucket} < $start::TIMESTAMPTZ OR {bucket} >= $end::TIMESTAMPTZ), "
+        f"COALESCE(sum(cardinality(_unparsed_maps)), 0) FROM {event_type.table_name} WHERE _partition_key = $key",
+        {"start": start, "end": end, "key": partition_key},
+    ).fetchall()
+    return PartitionCounts(rows=rows, rows_outside_window=rows_outside, unparsed_maps=int(unparsed_maps))
 
 
 _STAGED_VIEW = "__growingio_staged"
@@ -296,36 +331,50 @@ def replace_partition(
     event_type: EventType,
     partition_key: str,
     parts: Sequence[ParsedPart[DataFile]],
+    *,
+    window: tuple[datetime, datetime] | None = None,
+    ledger: Callable[[LoadSummary], LoadAttempt] | None = None,
 ) -> LoadSummary:
     """Replace the partition's rows and rejects with ``parts`` in one transaction; roll back on any error.
 
-    Zero parts empties the partition (a finished export with no data for the hour). On failure the parts'
-    data files are removed unless the catalog lists them. A data file is added once: to load a part again,
-    parse it again.
+    The summary counts the partition's rows as committed, and those outside ``window`` (UTC). ``ledger`` makes
+    the load's ledger row of the summary, committed with the rows. Zero parts empties the partition (a finished
+    export with no data for the hour). On failure the parts' data files are removed unless the catalog lists
+    them. A data file is added once: to load a part again, parse it again.
     """
     started = datetime.now(timezone.utc)
     data_files = [part.written.path for part in parts]
+
+    def replace(transaction: duckdb.DuckDBPyConnection) -> LoadSummary:
+        _replace_rows(transaction, event_type, partition_key, parts)
+        counts = count_partition(transaction, event_type, partition_key, window)
+        summary = LoadSummary(
+            event_type=event_type.name,
+            partition_key=partition_key,
+            rows_loaded=sum(part.written.rows for part in parts),
+            rows_rejected=sum(part.rows_rejected for part in parts),
+            parts=len(parts),
+            bytes=sum(part.size_bytes for part in parts),
+            unparsed_maps=counts.unparsed_maps,
+            rows_read=sum(part.rows_read for part in parts),
+            rows_in_table=counts.rows,
+            rows_outside_window=counts.rows_outside_window,
+            unknown_columns=tuple(dict.fromkeys(name for part in parts for name in part.unknown_columns)),
+            missing_columns=tuple(dict.fromkeys(name for part in parts for name in part.missing_columns)),
+            duration_s=(datetime.now(timezone.utc) - started).total_seconds(),
+        )
+        if ledger is not None:
+            _upsert_attempt(transaction, ledger(summary))
+        return summary
+
     try:
         for part in parts:
             if part.event_type != event_type.name:
                 raise ValueError(f"part {part.source} holds {part.event_type!r} rows, not {event_type.name!r}")
-        unparsed_maps = write_transaction(conn, lambda c: _replace_rows(c, event_type, partition_key, parts))
+        return write_transaction(conn, replace)
     except BaseException:
         remove_unadded_files(conn, data_files)
         raise
-    return LoadSummary(
-        event_type=event_type.name,
-        partition_key=partition_key,
-        rows_loaded=sum(part.written.rows for part in parts),
-        rows_rejected=sum(part.rows_rejected for part in parts),
-        parts=len(parts),
-        bytes=sum(part.size_bytes for part in parts),
-        unparsed_maps=unparsed_maps,
-        rows_read=sum(part.rows_read for part in parts),
-        unknown_columns=tuple(dict.fromkeys(name for part in parts for name in part.unknown_columns)),
-        missing_columns=tuple(dict.fromkeys(name for part in parts for name in part.missing_columns)),
-        duration_s=(datetime.now(timezone.utc) - started).total_seconds(),
-    )
 
 
 def _partition_folder(conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str) -> str:
@@ -353,8 +402,8 @@ def _is_local(path: str) -> bool:
 
 def _replace_rows(
     conn: duckdb.DuckDBPyConnection, event_type: EventType, partition_key: str, parts: Sequence[ParsedPart[DataFile]]
-) -> int:
-    """Delete, add the data files, replace rejects (inside the caller's transaction); the map values unparsed."""
+) -> None:
+    """Delete, add the data files, replace rejects (inside the caller's transaction)."""
     conn.execute(f"DELETE FROM {event_type.table_name} WHERE _partition_key = ?", [partition_key])
     conn.execute(
         f"DELETE FROM {REJECTS_TABLE} WHERE event_type = ? AND partition_key = ?", [event_type.name, partition_key]
@@ -364,13 +413,6 @@ def _replace_rows(
         if part.rejects_path is not None:
             params = {"partition_key": partition_key, "source": part.source, "event_type": event_type.name}
             _run_over(conn, read_staged(part.rejects_path), _INSERT_REJECTS, params)
-    return _count(
-        conn.execute(
-            f"SELECT COALESCE(sum(cardinality(_unparsed_maps)), 0) FROM {event_type.table_name} "
-            "WHERE _partition_key = ?",
-            [partition_key],
-        )
-    )
 
 
 def _add_data_file(conn: duckdb.DuckDBPyConnection, event_type: EventType, path: str) -> None:

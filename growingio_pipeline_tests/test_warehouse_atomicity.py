@@ -103,6 +103,34 @@ def test_several_parts_load_together_with_their_source(conn, tmp_path: Path, loa
     assert snapshot(conn)["page"][-3:] == loaded["page"][-3:]  # hour 4 untouched
 
 
+def test_the_ledger_row_commits_with_the_rows_and_counts_them(conn, tmp_path: Path, loaded) -> None:
+    hour_4_window = (datetime(2026, 11, 28, 20, tzinfo=timezone.utc), datetime(2026, 11, 28, 21, tzinfo=timezone.utc))
+    parts = [staged(conn, tmp_path, "h4.csv.gz", page_rows("h4", 3), HOUR_4)]  # times of hour 3's window
+    started = datetime.now(timezone.utc)
+    summary = replace_partition(
+        conn,
+        PAGE,
+        HOUR_4,
+        parts,
+        window=hour_4_window,
+        ledger=lambda s: LoadAttempt.loaded(s, export_type="hour", started_at=started),
+    )
+    assert (summary.rows_in_table, summary.rows_outside_window) == (3, 3)
+    assert conn.execute(f"SELECT partition_key, status, rows_loaded FROM {LEDGER_TABLE}").fetchall() == [
+        (HOUR_4, "LOADED", 3)
+    ]
+
+
+def test_a_failing_ledger_row_rolls_the_rows_back(conn, tmp_path: Path, loaded) -> None:
+    def refuse(summary: warehouse.LoadSummary) -> LoadAttempt:
+        raise RuntimeError(f"injected after {summary.rows_in_table} rows were added")
+
+    with pytest.raises(RuntimeError, match="injected after 2 rows"):
+        replace_partition(conn, PAGE, HOUR_3, [staged(conn, tmp_path, "x.csv.gz", page_rows("x", 2))], ledger=refuse)
+    assert snapshot(conn) == loaded
+    assert conn.execute(f"SELECT count(*) FROM {LEDGER_TABLE}").fetchone() == (0,)
+
+
 def test_a_corrupt_second_data_file_leaves_everything_as_it_was(conn, tmp_path: Path, loaded) -> None:
     good = staged(conn, tmp_path, "good.csv.gz", page_rows("new", 7))
     corrupt = staged(conn, tmp_path, "corrupt.csv.gz", page_rows("bad", 7))
