@@ -6,6 +6,7 @@ Usage (from the repository root, with the project's venv)::
     python benchmarks/hour_benchmark.py --rows 30000 --reps 1 --shapes usual
     python benchmarks/hour_benchmark.py --profile              # the project's path once per shape, profiled
     python benchmarks/hour_benchmark.py --dagster              # also the page asset through dagster.materialize
+    python benchmarks/hour_benchmark.py --link-mbit 200        # parts sent over a 200 Mbit/s link, not loopback
 
 The goal: the project loads an hour at least as fast as DuckDB reads the same parts from local files (1.0x),
 and 1.5x as fast as a hand-written download-then-``read_csv``. Two shapes of one page hour, cached in
@@ -19,8 +20,10 @@ and 1.5x as fast as a hand-written download-then-``read_csv``. Two shapes of one
   where ``usual`` compresses 4.5x.
 
 The parts are served by the project's ``LocalExportServer`` (clock frozen after the hour is FINISHED) in a
-child process that stays up for the whole benchmark. Each path runs in a child process of its own, so its
-peak RSS (VmHWM) is its own, and the paths alternate across repetitions. Timed, in each child:
+child process that stays up for the whole benchmark; with ``--link-mbit`` it sends them no faster than a link
+of that speed (all downloads together), as a user's network would, where loopback makes downloads almost free.
+Each path runs in a child process of its own, so its peak RSS (VmHWM) is its own, and the paths alternate
+across repetitions. Timed, in each child:
 
 - ``project``: ``ingest.load_partition`` for the page type, over loopback: the API call, the download, the
   parse and the lake transaction, into a fresh lake (SQLite catalog, local Parquet; the empty lake is made
@@ -312,14 +315,19 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def serve(manifest: dict[str, list[str]]) -> None:
-    """Serve each export date's page parts until standard input closes; first print where, as JSON."""
+def serve(manifest: dict[str, list[str]], link_mbit: float | None) -> None:
+    """Serve each export date's page parts until standard input closes (at most ``link_mbit`` megabits a second
+    when given); first print where, as JSON."""
     from growingio_pipeline.local_server import FrozenClock, LocalExportServer
 
     # The client under test keeps the vendor's 2 calls/s itself; the server must never answer 429 to the
     # references' calls made right after it.
     server = LocalExportServer(
-        project_id=PROJECT_ID, rows_per_hour=OTHER_TYPES_ROWS, clock=FrozenClock(SERVER_NOW), calls_per_second=100
+        project_id=PROJECT_ID,
+        rows_per_hour=OTHER_TYPES_ROWS,
+        clock=FrozenClock(SERVER_NOW),
+        calls_per_second=100,
+        download_bytes_per_second=None if link_mbit is None else link_mbit * 1_000_000 / 8,
     )
     for export_date, paths in manifest.items():
         server.override_parts(EVENT_TYPE, export_date, [Path(path).read_bytes() for path in paths])
@@ -572,11 +580,12 @@ def child_command(python: str | Path, child: str, spec: dict[str, Any]) -> list[
 
 
 @contextmanager
-def export_server(shapes: list[Shape]) -> Iterator[dict[str, str]]:
+def export_server(shapes: list[Shape], link_mbit: float | None) -> Iterator[dict[str, str]]:
     """The local export server in a child process serving the shapes' parts: its base URL, token and project."""
     manifest = {shape.export_date: [str(path) for path in shape.paths] for shape in shapes}
+    spec = {"manifest": manifest, "link_mbit": link_mbit}
     process = subprocess.Popen(
-        [sys.executable, __file__, "--child", "server", json.dumps(manifest)],
+        [sys.executable, __file__, "--child", "server", json.dumps(spec)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -836,12 +845,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-venv", type=Path, help="the references' venv (default: WORKDIR/reference-venv)")
     parser.add_argument("--profile", action="store_true", help="profile the project's path once per shape, then exit")
     parser.add_argument("--dagster", action="store_true", help="also time the page asset through dagster.materialize")
+    parser.add_argument(
+        "--link-mbit", type=float, help="the server sends parts at most this fast (megabits/s, all downloads together)"
+    )
     add_json_option(parser)
     parser.add_argument("--child", choices=[*CHILDREN, "server"], help=argparse.SUPPRESS)
     parser.add_argument("spec", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child == "server":
-        serve(json.loads(args.spec))
+        serve(**json.loads(args.spec))
         return 0
     if args.child:
         spec = json.loads(args.spec)
@@ -868,10 +880,16 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     threads = ClientSettings.__dataclass_fields__["download_concurrency"].default
-    figures: dict[str, Any] = {"rows": args.rows, "reference_duckdb": args.reference_duckdb, "shapes": {}}
-    with export_server(shapes) as server:
+    figures: dict[str, Any] = {
+        "rows": args.rows,
+        "reference_duckdb": args.reference_duckdb,
+        "link_mbit": args.link_mbit,
+        "shapes": {},
+    }
+    with export_server(shapes, args.link_mbit) as server:
         setting = Setting(args.workdir, python, server, threads)
-        print(f"local export server at {server['base_url']}; references on DuckDB {args.reference_duckdb}")
+        link = "loopback" if args.link_mbit is None else f"a {args.link_mbit:g} Mbit/s link"
+        print(f"local export server at {server['base_url']} over {link}; references on DuckDB {args.reference_duckdb}")
         for shape in shapes:
             print(f"\n{shape.name}:")
             shape_figures: dict[str, Any] = {

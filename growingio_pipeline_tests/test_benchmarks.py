@@ -134,9 +134,11 @@ def test_hour_benchmark_loads_every_row_on_each_path_and_gives_both_ratios(tmp_p
         "--reference-venv",
         str(reference_venv),
         "--dagster",
+        "--link-mbit",
+        "400",
     )
 
-    assert figures["reference_duckdb"] == "2.0.1"
+    assert (figures["reference_duckdb"], figures["link_mbit"]) == ("2.0.1", 400)
     for shape in ("usual", "hard"):
         measured = figures["shapes"][shape]
         assert measured["parts"] == 2 and measured["rows_equal"] is True

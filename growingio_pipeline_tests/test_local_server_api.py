@@ -251,6 +251,7 @@ def test_api_calls_are_recorded_without_query_strings(server: LocalExportServer)
         ({"token": ""}, "token"),
         ({"project_id": "9b0d/../x"}, "project_id"),
         ({"calls_per_second": 0}, "calls_per_second"),
+        ({"download_bytes_per_second": -1.0}, "download_bytes_per_second"),
         ({"rows_per_hour": -1}, "rows_per_hour"),
         ({"part_size_bytes": 0}, "part_size_bytes"),
         ({"error_hours": {"2026-11-29": "x"}}, "export_date"),

@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import os
 import re
+import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -261,6 +264,22 @@ def test_overridden_parts_are_served_verbatim(server: LocalExportServer) -> None
     assert [download(link).content for link in links] == hostile
     assert [int(download(link).headers["Content-Length"]) for link in links] == [len(part) for part in hostile]
     assert len(links_of(server, "evar")) == 1  # other types keep their generated parts
+
+
+def test_a_link_speed_paces_all_downloads_together(make_local_server) -> None:
+    server = make_local_server(download_bytes_per_second=200_000, calls_per_second=1000.0)
+    parts = [os.urandom(150_000), os.urandom(150_000)]
+    server.override_parts("vstr", FINISHED_HOUR, parts)
+    links = links_of(server, "vstr")
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        downloaded = [response.content for response in pool.map(download, links)]
+    elapsed = time.monotonic() - started
+
+    assert downloaded == parts
+    # A lower bound only (a link may be slower, never faster): both parts share the 200 kB/s.
+    assert elapsed >= sum(map(len, parts)) / 200_000
 
 
 def test_overridden_api_responses_are_served_for_n_calls(server: LocalExportServer) -> None:

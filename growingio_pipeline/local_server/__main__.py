@@ -29,6 +29,11 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--calls-per-second", type=float, default=2.0)
     parser.add_argument("--retention-days", type=int, default=RETENTION_DAYS)
     parser.add_argument(
+        "--link-mbit",
+        type=float,
+        help="send parts no faster than this many megabits per second, all downloads together (default: no limit)",
+    )
+    parser.add_argument(
         "--error-hour",
         action="append",
         default=[],
@@ -44,6 +49,11 @@ def _error_hour(text: str) -> tuple[str, str]:
     if not separator or not message:
         raise argparse.ArgumentTypeError(f"expected YYYYMMDDHH=MESSAGE, got {text!r}")
     return export_date, message
+
+
+def _bytes_per_second(mbit: float | None) -> float | None:
+    """A link speed in megabits per second as bytes per second (None: no limit)."""
+    return None if mbit is None else mbit * 1_000_000 / 8
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -63,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         calls_per_second=arguments.calls_per_second,
         retention_days=arguments.retention_days,
         error_hours=dict(arguments.error_hour),
+        download_bytes_per_second=_bytes_per_second(arguments.link_mbit),
     )
     stop_requested = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):

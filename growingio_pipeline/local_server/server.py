@@ -77,6 +77,7 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     declared_length: int | None = None  # a Content-Length other than len(body), for faults
     sent_bytes: int | None = None  # send fewer bytes than the body, then close
+    paced: bool = False  # a part: sent at the pace of the link (``download_bytes_per_second``)
 
 
 def _json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> _Response:
@@ -119,6 +120,27 @@ class _RateLimiter:
             return max(1, math.ceil((1.0 - tokens) / self._rate))
 
 
+class _Link:
+    """The client's network link: every paced byte, over all connections together, at ``bytes_per_second``."""
+
+    CHUNK_BYTES = 64 * 1024
+
+    def __init__(self, bytes_per_second: float) -> None:
+        self._bytes_per_second = bytes_per_second
+        self._lock = threading.Lock()
+        self._free_at = 0.0  # monotonic time when the bytes handed to the link so far have crossed it
+
+    def send(self, write: Callable[[bytes], object], body: bytes) -> None:
+        """``write`` ``body`` in chunks, each once the link has carried it."""
+        for start in range(0, len(body), self.CHUNK_BYTES):
+            chunk = body[start : start + self.CHUNK_BYTES]
+            with self._lock:
+                self._free_at = max(self._free_at, time.monotonic()) + len(chunk) / self._bytes_per_second
+                carried_at = self._free_at
+            time.sleep(max(0.0, carried_at - time.monotonic()))
+            write(chunk)
+
+
 class LocalExportServer:
     """GrowingIO's export API (both endpoints), signed part links and generated data on a local port.
 
@@ -148,7 +170,8 @@ class LocalExportServer:
     (least recently used first out beyond ``cache_bytes``); ``prepare`` fills the cache ahead. A part
     answers GET and HEAD with an ``ETag`` (its MD5) and ``Last-Modified`` (when its export was produced).
     ``reissue`` produces an export again, as the vendor does when it re-runs one: new rows, a new job uuid
-    in the links, new ETags and ``Last-Modified`` the clock's time.
+    in the links, new ETags and ``Last-Modified`` the clock's time. With ``download_bytes_per_second``, parts
+    are sent no faster than that, all downloads together: a client's network link rather than loopback.
     """
 
     def __init__(
@@ -172,6 +195,7 @@ class LocalExportServer:
         private_key: str = "demo-private-key",
         project_uid: str = "demo0uid",
         auth_clock: Callable[[], datetime] | None = None,
+        download_bytes_per_second: float | None = None,
     ) -> None:
         if not token or not client_id or not private_key or not project_uid:
             raise ValueError("the server needs a non-empty token, client_id, private_key and project_uid")
@@ -179,6 +203,8 @@ class LocalExportServer:
             raise ValueError(f"project_id must be alphanumeric, got {project_id!r}")
         if calls_per_second <= 0:
             raise ValueError(f"calls_per_second must be positive, got {calls_per_second}")
+        if download_bytes_per_second is not None and download_bytes_per_second <= 0:
+            raise ValueError(f"download_bytes_per_second must be positive, got {download_bytes_per_second}")
         for name, value, minimum in (
             ("running_polls", running_polls, 0),
             ("rows_per_hour", rows_per_hour, 0),
@@ -206,6 +232,7 @@ class LocalExportServer:
         self._requested_port = port
         self._secret = os.urandom(32)
         self._rate_limiter = _RateLimiter(calls_per_second)
+        self._link = _Link(download_bytes_per_second) if download_bytes_per_second else None
         self._state_lock = threading.Lock()
         self._generation_lock = threading.Lock()
         self._parts_cache: OrderedDict[tuple[str, str], list[bytes]] = OrderedDict()
@@ -526,7 +553,7 @@ class LocalExportServer:
                 self._last_modified(export_type, export_date).astimezone(UTC), usegmt=True
             ),
         }
-        part = _Response(200, parts[index], content_type="application/octet-stream", headers=headers)
+        part = _Response(200, parts[index], content_type="application/octet-stream", headers=headers, paced=True)
         return _with_download_fault(part, self.faults.take_download_fault())
 
 
@@ -695,7 +722,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         body = response.body if response.sent_bytes is None else response.body[: response.sent_bytes]
-        if not head:
+        if head:
+            return
+        link = self.server.owner._link
+        if response.paced and link is not None:
+            link.send(self.wfile.write, body)
+        else:
             self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
