@@ -318,7 +318,7 @@ def cpu_seconds() -> float:
 def serve(manifest: dict[str, list[str]], link_mbit: float | None) -> None:
     """Serve each export date's page parts until standard input closes (at most ``link_mbit`` megabits a second
     when given); first print where, as JSON."""
-    from growingio_pipeline.local_server import FrozenClock, LocalExportServer
+    from growingio_pipeline.local_server import FrozenClock, LocalExportServer, link_bytes_per_second
 
     # The client under test keeps the vendor's 2 calls/s itself; the server must never answer 429 to the
     # references' calls made right after it.
@@ -327,7 +327,7 @@ def serve(manifest: dict[str, list[str]], link_mbit: float | None) -> None:
         rows_per_hour=OTHER_TYPES_ROWS,
         clock=FrozenClock(SERVER_NOW),
         calls_per_second=100,
-        download_bytes_per_second=None if link_mbit is None else link_mbit * 1_000_000 / 8,
+        download_bytes_per_second=link_bytes_per_second(link_mbit),
     )
     for export_date, paths in manifest.items():
         server.override_parts(EVENT_TYPE, export_date, [Path(path).read_bytes() for path in paths])

@@ -10,6 +10,6 @@ exact rows without HTTP.
 from growingio_pipeline.event_types import BEIJING
 from growingio_pipeline.local_server.clock import FrozenClock
 from growingio_pipeline.local_server.faults import Faults
-from growingio_pipeline.local_server.server import CallRecord, LocalExportServer
+from growingio_pipeline.local_server.server import CallRecord, LocalExportServer, link_bytes_per_second
 
-__all__ = ["BEIJING", "CallRecord", "Faults", "FrozenClock", "LocalExportServer"]
+__all__ = ["BEIJING", "CallRecord", "Faults", "FrozenClock", "LocalExportServer", "link_bytes_per_second"]

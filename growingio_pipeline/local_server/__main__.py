@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from growingio_pipeline.event_types import RETENTION_DAYS
 from growingio_pipeline.local_server.csv_writer import DEFAULT_PART_SIZE_BYTES
-from growingio_pipeline.local_server.server import LocalExportServer
+from growingio_pipeline.local_server.server import LocalExportServer, link_bytes_per_second
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,11 +51,6 @@ def _error_hour(text: str) -> tuple[str, str]:
     return export_date, message
 
 
-def _bytes_per_second(mbit: float | None) -> float | None:
-    """A link speed in megabits per second as bytes per second (None: no limit)."""
-    return None if mbit is None else mbit * 1_000_000 / 8
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Start the server, print its base URL and serve until SIGINT or SIGTERM."""
     arguments = _arguments(argv)
@@ -73,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         calls_per_second=arguments.calls_per_second,
         retention_days=arguments.retention_days,
         error_hours=dict(arguments.error_hour),
-        download_bytes_per_second=_bytes_per_second(arguments.link_mbit),
+        download_bytes_per_second=link_bytes_per_second(arguments.link_mbit),
     )
     stop_requested = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):

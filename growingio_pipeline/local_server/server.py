@@ -120,6 +120,11 @@ class _RateLimiter:
             return max(1, math.ceil((1.0 - tokens) / self._rate))
 
 
+def link_bytes_per_second(megabits: float | None) -> float | None:
+    """A link speed in megabits per second as ``download_bytes_per_second`` (None: no limit)."""
+    return None if megabits is None else megabits * 1_000_000 / 8
+
+
 class _Link:
     """The client's network link: every paced byte, over all connections together, at ``bytes_per_second``."""
 
