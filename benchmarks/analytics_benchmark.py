@@ -9,11 +9,15 @@ The raw tables are filled straight from the local server's generator (typed with
 not through the export API and the parser: this measures the models, and the loading path has its own
 benchmarks. dbt runs as the Dagster assets run it: ``dbt build`` (models and their tests) in a subprocess
 through dagster-dbt's ``DbtCliResource``, with the partition window in the environment. Each figure is
-the dbt process's wall time (start-up and parsing included) and the models' own time from dbt's
-run_results.json.
+the dbt process's wall time (start-up and parsing included), the models' own time from dbt's
+run_results.json, and the longest that a model held this host's write turn (from dbt's log: from the
+statement that takes it to the one that gives it back), which is the longest a load on the same host can
+have waited for the models.
 
 - hour 1: the partition run of the first hour, on tables that hold only that hour;
-- hour 48: the partition run of the 48th hour, after the 47 before it were built;
+- hour N (``--history-hours``, default 48, 96 and 168): the partition run of the Nth hour, after the hours
+  before it were built. Runs read their sessions' rows up to 3 days back, so past hour 72 only what grows
+  with history itself can make them slower; each model's time is printed;
 - big hour: the partition run of one hour at ``--big-rows-per-hour`` page rows (types in proportion);
 - full rebuild: ``dbt build --full-refresh`` over ``--rebuild-days`` days.
 """
@@ -27,6 +31,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from growingio_pipeline.analytics_assets import DBT_PROJECT, dbt_resource, environment_set, window_environment
 from growingio_pipeline.analytics_warehouse import dbt_environment
@@ -82,8 +87,9 @@ def fill_hours(lake: Path, hours: list[datetime], rows_per_hour: int) -> None:
                 conn.unregister("frame")
 
 
-def dbt_build(lake: Path, window: tuple[str, str] | None, *extra: str) -> dict[str, float]:
-    """One ``dbt build`` on the lake in folder ``lake``; its wall time and the models' own time (run_results.json)."""
+def dbt_build(lake: Path, window: tuple[str, str] | None, *extra: str) -> dict[str, Any]:
+    """One ``dbt build`` on the lake in folder ``lake``: its wall time, the models' own time (run_results.json), each
+    model's, and the longest write turn a model held."""
     environment = dbt_environment(LakeSettings.in_folder(lake)) | (window_environment(*window) if window else {})
     target = Path(tempfile.mkdtemp(prefix="dbt-target-"))
     started = time.perf_counter()
@@ -91,19 +97,52 @@ def dbt_build(lake: Path, window: tuple[str, str] | None, *extra: str) -> dict[s
         dbt_resource().cli(["build", *extra], target_path=target).wait()
     wall = time.perf_counter() - started
     results = json.loads((DBT_PROJECT.project_dir / target / "run_results.json").read_text())["results"]
-    models = sum(result["execution_time"] for result in results if result["unique_id"].startswith("model."))
+    per_model = {
+        result["unique_id"].rsplit(".", 1)[-1]: result["execution_time"]
+        for result in results
+        if result["unique_id"].startswith("model.")
+    }
     tests = sum(result["execution_time"] for result in results if result["unique_id"].startswith("test."))
-    return {"wall_s": wall, "models_s": models, "tests_s": tests}
+    turns = write_turns(DBT_PROJECT.project_dir / target / "dbt.log")
+    longest = max(turns, key=turns.__getitem__)
+    return {
+        "wall_s": wall,
+        "models_s": sum(per_model.values()),
+        "tests_s": tests,
+        "per_model": per_model,
+        "turn_s": turns[longest],
+        "turn_model": longest,
+    }
 
 
-def partition_run(lake: Path, hour: datetime) -> dict[str, float]:
+def write_turns(dbt_log: Path) -> dict[str, float]:
+    """Each model's hold of the write turn in a dbt run: from the statement that takes it to the one that gives it."""
+    taken: dict[str, datetime] = {}
+    held: dict[str, float] = {}
+    for line in dbt_log.read_text().splitlines():
+        event = json.loads(line)
+        message = event["info"]["msg"]
+        model = (event.get("data", {}).get("node_info") or {}).get("node_name")
+        if model is None or not message.startswith("On model."):
+            continue
+        moment = datetime.fromisoformat(event["info"]["ts"].replace("Z", "+00:00"))
+        if "growingio_write_turn('take')" in message:
+            taken[model] = moment
+        elif "growingio_write_turn('give')" in message and model in taken:
+            held[model] = (moment - taken.pop(model)).total_seconds()
+    return held
+
+
+def partition_run(lake: Path, hour: datetime) -> dict[str, Any]:
     return dbt_build(lake, (hour_key(hour), hour_key(hour + timedelta(hours=1))))
 
 
-def summary_line(label: str, figures: dict[str, float], raw_rows: int) -> str:
+def summary_line(label: str, figures: dict[str, Any], raw_rows: int) -> str:
+    per_model = ", ".join(f"{model} {seconds:.2f}" for model, seconds in figures["per_model"].items())
     return (
         f"{label:<40} dbt build {figures['wall_s']:7.1f} s   models {figures['models_s']:6.2f} s   "
-        f"tests {figures['tests_s']:5.2f} s   raw rows {raw_rows:,}"
+        f"tests {figures['tests_s']:5.2f} s   raw rows {raw_rows:,}   longest write turn {figures['turn_s']:.2f} s "
+        f"({figures['turn_model']})\n{'':<42}{per_model}"
     )
 
 
@@ -115,11 +154,11 @@ def raw_rows(lake: Path) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows-per-hour", type=int, default=20_000, help="page rows an hour (types in proportion)")
-    parser.add_argument("--history-hours", type=int, default=48)
+    parser.add_argument("--history-hours", type=int, nargs="+", default=[48, 96, 168])
     parser.add_argument("--big-rows-per-hour", type=int, default=1_000_000)
     parser.add_argument("--rebuild-days", type=int, default=15)
     args = parser.parse_args(argv)
-    hours = [FIRST_HOUR + timedelta(hours=h) for h in range(max(args.history_hours, args.rebuild_days * 24))]
+    hours = [FIRST_HOUR + timedelta(hours=h) for h in range(max(*args.history_hours, args.rebuild_days * 24))]
 
     lines = []
     with tempfile.TemporaryDirectory(prefix="analytics-benchmark-") as folder:
@@ -129,15 +168,18 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(summary_line("partition run, hour 1", partition_run(first, hours[0]), raw_rows(first)))
 
         history = Path(folder) / "history"
-        last = args.history_hours - 1
-        fill_hours(history, hours[:last], args.rows_per_hour)
-        dbt_build(history, None, "--full-refresh")
-        fill_hours(history, hours[last : last + 1], args.rows_per_hour)
-        lines.append(
-            summary_line(
-                f"partition run, hour {args.history_hours}", partition_run(history, hours[last]), raw_rows(history)
+        filled = 0
+        for hour_number in sorted(args.history_hours):
+            last = hour_number - 1
+            fill_hours(history, hours[filled:last], args.rows_per_hour)
+            dbt_build(history, None, "--full-refresh")
+            fill_hours(history, hours[last : last + 1], args.rows_per_hour)
+            filled = hour_number
+            lines.append(
+                summary_line(
+                    f"partition run, hour {hour_number}", partition_run(history, hours[last]), raw_rows(history)
+                )
             )
-        )
 
         big = Path(folder) / "big"
         fill_hours(big, hours[:2], args.big_rows_per_hour)  # the hour before holds sessions that continue

@@ -6,9 +6,10 @@ extension directory (``update_connection_config``) and lets this plugin attach t
 environment. Catalog password and S3 keys thus become DuckDB temporary secrets in memory: they are never in
 ``profiles.yml``, in dbt's parsed profile or in its logs.
 
-It also gives dbt the SQL function ``growingio_write_turn('take' | 'give')``, which the project's hooks call
-around each model (``dbt_project.yml``): on a SQLite catalog a model then takes this host's write turn for its
-own transaction only, so loads wait at most for one model's commit, never for a whole dbt run.
+It also gives dbt the SQL function ``growingio_write_turn('take' | 'give')``, which the project calls around each
+model's writes (``dbt_project.yml``, ``macros/write_turn.sql``): on a SQLite catalog a model then holds this host's
+write turn only while it writes its computed rows and commits, so a load waits at most for that, never for a
+model's query or a whole dbt run.
 """
 
 from __future__ import annotations

@@ -6,21 +6,26 @@ SQLite catalog in a temporary folder, or on the test session's real PostgreSQL a
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
-from growingio_pipeline.analytics_assets import DBT_PROJECT, dbt_resource
+from growingio_pipeline.analytics_assets import DBT_PROJECT, dbt_resource, environment_set, window_environment
 from growingio_pipeline.analytics_warehouse import dbt_environment
 from growingio_pipeline.dbt_lake import Plugin
-from growingio_pipeline.lake import LakeSettings
+from growingio_pipeline.lake import HostWriteTurn, LakeSettings
 from growingio_pipeline.local_server import LocalExportServer
+from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline.query import connect
 from growingio_pipeline.resources import warehouse_from_env
 from growingio_pipeline_tests.analytics_harness import ANALYTICS_ASSETS, query, run_hour, run_models
@@ -81,6 +86,53 @@ def test_a_model_run_and_a_writer_replacing_partitions_at_the_same_time_both_suc
         writer_commits,
         model_commits,
     )
+
+
+def test_a_model_computes_its_rows_while_a_load_holds_the_write_turn(
+    local_server: LocalExportServer, tmp_path: Path
+) -> None:
+    lake_dir = tmp_path / "lake"
+    assert run_hour(local_server, lake_dir, FINISHED_PARTITION).success  # the models exist: the next run is incremental
+    settings = LakeSettings.in_folder(lake_dir)
+    [(before,)] = query(lake_dir, "SELECT max(snapshot_id) FROM ducklake_snapshots('lake')")
+    next_hour = datetime.strptime(FINISHED_PARTITION, KEY_FORMATS["hour"]) + timedelta(hours=1)
+    window = window_environment(FINISHED_PARTITION, next_hour.strftime(KEY_FORMATS["hour"]))
+    load_turn = HostWriteTurn(settings)
+    load_turn.take()  # as a load holds it for its transaction
+    with ThreadPoolExecutor(max_workers=1) as background:
+        try:
+            with environment_set(dbt_environment(settings) | window):
+                invocation = dbt_resource().cli(["run", "--select", "sessions"], target_path=tmp_path / "target")
+            succeeded = background.submit(invocation.is_successful)  # reads dbt's output as it comes
+            # The model's query runs, and the model then waits for the turn to write what it computed.
+            statements = wait_for_statements(
+                tmp_path / "target" / "dbt.log", "sessions", "growingio_write_turn('take')", succeeded
+            )
+            assert any("create temporary table" in statement for statement in statements), statements
+            assert query(lake_dir, "SELECT max(snapshot_id) FROM ducklake_snapshots('lake')") == [(before,)]
+        finally:
+            load_turn.give()
+        assert succeeded.result()
+    [(after,)] = query(lake_dir, "SELECT max(snapshot_id) FROM ducklake_snapshots('lake')")
+    assert after > before
+
+
+def wait_for_statements(dbt_log: Path, model: str, until: str, dbt_run: Future[bool]) -> list[str]:
+    """The statements dbt has logged for ``model``, once one containing ``until`` is among them."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not dbt_run.done():
+        text = dbt_log.read_text() if dbt_log.exists() else ""
+        events = [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]  # whole lines only
+        statements = [
+            event["info"]["msg"]
+            for event in events
+            if (event.get("data", {}).get("node_info") or {}).get("node_name") == model
+            and event["info"]["msg"].startswith("On model.")
+        ]
+        if any(until in statement for statement in statements):
+            return statements
+        time.sleep(0.2)
+    raise AssertionError(f"dbt logged no statement of {model} with {until!r} (dbt run ended: {dbt_run.done()})")
 
 
 class AnalystQueries(threading.Thread):

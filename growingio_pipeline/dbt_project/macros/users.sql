@@ -9,8 +9,12 @@
   where login_user_id is not null and visit_user_id in ({{ touched_visitors() }})
 {%- endmacro %}
 
-{% macro delete_affected_users() -%}
+{# After the rebuild, in its transaction: the affected user keys no visitor has any more. #}
+{% macro delete_memberless_users() -%}
   {%- if is_partition_run() -%}
-  delete from {{ this }} where user_key in ({{ affected_user_keys() }})
+  delete from {{ this }} where user_key in (
+      select affected.user_key from ({{ affected_user_keys() }}) affected(user_key)
+      anti join {{ ref('visitors') }} v using (user_key)
+  )
   {%- endif -%}
 {%- endmacro %}

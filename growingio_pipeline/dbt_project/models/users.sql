@@ -1,10 +1,10 @@
-{{ config(unique_key='user_key', pre_hook="{{ delete_affected_users() }}") }}
+{{ config(unique_key='user_key', post_hook="{{ delete_memberless_users() }}") }}
 {{ depends_on_touched_sources() }}
 -- depends_on: {{ ref('sessions') }}
 {#
   One row per user_key = coalesce(latest login_user_id of the visitor, visit_user_id): visitors stitched
   to logged-in users. A partition run rebuilds every user key its visitors had or now have (the
-  pre-hook deletes them first, so a visitor who logged in leaves its anonymous row).
+  post-hook deletes those left without a visitor, so a visitor who logged in leaves its anonymous row).
 #}
 
 with members as (
