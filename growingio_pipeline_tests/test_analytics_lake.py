@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -28,7 +28,7 @@ from growingio_pipeline.local_server import LocalExportServer
 from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline.query import connect
 from growingio_pipeline.resources import warehouse_from_env
-from growingio_pipeline_tests.analytics_harness import ANALYTICS_ASSETS, query, run_hour, run_models
+from growingio_pipeline_tests.analytics_harness import ANALYTICS_ASSETS, hour_keys, query, run_hour, run_models
 from growingio_pipeline_tests.conftest import PROJECT_ROOT
 from growingio_pipeline_tests.pipeline_harness import (
     EVENT_ASSETS,
@@ -52,7 +52,7 @@ def test_a_model_run_and_a_writer_replacing_partitions_at_the_same_time_both_suc
     lake_dir = tmp_path / "lake"
     assert run_hour(local_server, lake_dir, FINISHED_PARTITION).success  # raw rows and models of one hour
     log_path = tmp_path / "writer.log"
-    [(before_writer,)] = query(lake_dir, "SELECT max(snapshot_id) FROM ducklake_snapshots('lake')")
+    before_writer = latest_snapshot(lake_dir)
     with log_path.open("wb") as log:
         writer = subprocess.Popen(
             [sys.executable, "-m", "growingio_pipeline_tests.lake_writer", str(lake_dir),
@@ -94,9 +94,8 @@ def test_a_model_computes_its_rows_while_a_load_holds_the_write_turn(
     lake_dir = tmp_path / "lake"
     assert run_hour(local_server, lake_dir, FINISHED_PARTITION).success  # the models exist: the next run is incremental
     settings = LakeSettings.in_folder(lake_dir)
-    [(before,)] = query(lake_dir, "SELECT max(snapshot_id) FROM ducklake_snapshots('lake')")
-    next_hour = datetime.strptime(FINISHED_PARTITION, KEY_FORMATS["hour"]) + timedelta(hours=1)
-    window = window_environment(FINISHED_PARTITION, next_hour.strftime(KEY_FORMATS["hour"]))
+    before = latest_snapshot(lake_dir)
+    window = window_environment(*hour_keys(datetime.strptime(FINISHED_PARTITION, KEY_FORMATS["hour"]), 2))
     load_turn = HostWriteTurn(settings)
     load_turn.take()  # as a load holds it for its transaction
     with ThreadPoolExecutor(max_workers=1) as background:
@@ -109,12 +108,16 @@ def test_a_model_computes_its_rows_while_a_load_holds_the_write_turn(
                 tmp_path / "target" / "dbt.log", "sessions", "growingio_write_turn('take')", succeeded
             )
             assert any("create temporary table" in statement for statement in statements), statements
-            assert query(lake_dir, "SELECT max(snapshot_id) FROM ducklake_snapshots('lake')") == [(before,)]
+            assert latest_snapshot(lake_dir) == before
         finally:
             load_turn.give()
         assert succeeded.result()
-    [(after,)] = query(lake_dir, "SELECT max(snapshot_id) FROM ducklake_snapshots('lake')")
-    assert after > before
+    assert latest_snapshot(lake_dir) > before
+
+
+def latest_snapshot(lake_dir: Path) -> int:
+    [(snapshot,)] = query(lake_dir, "SELECT max(snapshot_id) FROM ducklake_snapshots('lake')")
+    return int(snapshot)
 
 
 def wait_for_statements(dbt_log: Path, model: str, until: str, dbt_run: Future[bool]) -> list[str]:
