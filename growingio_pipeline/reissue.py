@@ -35,7 +35,8 @@ def loaded_fingerprints(
         return {}
     rows = conn.execute(
         f"SELECT partition_key, event_type, arg_max({FINGERPRINT_COLUMN}, finished_at) FROM {LEDGER_TABLE} "
-        "WHERE export_type = ? AND status = ? AND partition_key >= ? GROUP BY ALL",
+        # Ordered, so that a partition's changed types (and the run tags naming them) come in one order each time.
+        "WHERE export_type = ? AND status = ? AND partition_key >= ? GROUP BY ALL ORDER BY partition_key, event_type",
         [export_type, LoadStatus.LOADED.value, since],
     ).fetchall()
     loaded: dict[str, dict[str, str]] = {}
