@@ -14,10 +14,12 @@ run_results.json, and the longest that a model held this host's write turn (from
 statement that takes it to the one that gives it back), which is the longest a load on the same host can
 have waited for the models.
 
-- hour 1: the partition run of the first hour, on tables that hold only that hour;
+- hour 1: the partition run of the first hour, on a lake that holds only that hour (models made empty first);
 - hour N (``--history-hours``, default 48, 96 and 168): the partition run of the Nth hour, after the hours
   before it were built. Runs read their sessions' rows up to 3 days back, so past hour 72 only what grows
-  with history itself can make them slower; each model's time is printed;
+  with history itself can make them slower;
+- the partition runs are timed ``--reps`` times each (default 5), alternating between the hours, each on a
+  fresh copy of its lake: medians with the range, and each model's median;
 - big hour: the partition run of one hour at ``--big-rows-per-hour`` page rows (types in proportion);
 - full rebuild: ``dbt build --full-refresh`` over ``--rebuild-days`` days.
 """
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -104,6 +108,7 @@ def dbt_build(lake: Path, window: tuple[str, str] | None, *extra: str) -> dict[s
     }
     tests = sum(result["execution_time"] for result in results if result["unique_id"].startswith("test."))
     turns = write_turns(DBT_PROJECT.project_dir / target / "dbt.log")
+    shutil.rmtree(target)
     longest = max(turns, key=turns.__getitem__)
     return {
         "wall_s": wall,
@@ -146,6 +151,47 @@ def summary_line(label: str, figures: dict[str, Any], raw_rows: int) -> str:
     )
 
 
+def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs' median figures, with the range of the models' time and the longest write turn of all."""
+    longest = max(runs, key=lambda run: run["turn_s"])
+    return {
+        **{name: statistics.median(run[name] for run in runs) for name in ("wall_s", "models_s", "tests_s")},
+        "per_model": {
+            model: statistics.median(run["per_model"][model] for run in runs) for model in runs[0]["per_model"]
+        },
+        "turn_s": longest["turn_s"],
+        "turn_model": longest["turn_model"],
+        "models_range": (min(run["models_s"] for run in runs), max(run["models_s"] for run in runs)),
+    }
+
+
+def prepared_lake(folder: Path, hours: list[datetime], number: int, rows_per_hour: int) -> tuple[Path, Path]:
+    """A lake in ``folder`` whose models were built over the ``number - 1`` hours before hour ``number``, then
+    that hour's raw rows added; and a copy of it to restore before each run (the catalog names the lake's path,
+    so runs happen in the lake's own folder)."""
+    lake = folder / f"hour-{number}"
+    fill_hours(lake, hours[: number - 1], rows_per_hour)
+    dbt_build(lake, None, "--full-refresh")
+    fill_hours(lake, hours[number - 1 : number], rows_per_hour)
+    kept = folder / f"hour-{number}.kept"
+    shutil.copytree(lake, kept)
+    return lake, kept
+
+
+def alternating_partition_runs(
+    lakes: dict[int, tuple[Path, Path]], hours: list[datetime], reps: int
+) -> dict[int, dict[str, Any]]:
+    """Time the partition run of hour N on ``lakes[N]`` (``prepared_lake``) ``reps`` times, taking the hours in
+    turn, each run on the lake restored from its copy; the median figures of each hour."""
+    runs: dict[int, list[dict[str, Any]]] = {number: [] for number in lakes}
+    for _ in range(reps):
+        for number, (lake, kept) in lakes.items():
+            shutil.rmtree(lake)
+            shutil.copytree(kept, lake)
+            runs[number].append(partition_run(lake, hours[number - 1]))
+    return {number: median_figures(figures) for number, figures in runs.items()}
+
+
 def raw_rows(lake: Path) -> int:
     with connect_lake(LakeSettings.in_folder(lake), read_only=True) as conn:
         return sum(conn.execute(f"SELECT count(*) FROM {t.table_name}").fetchone()[0] for t in EVENT_TYPES.values())
@@ -157,29 +203,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--history-hours", type=int, nargs="+", default=[48, 96, 168])
     parser.add_argument("--big-rows-per-hour", type=int, default=1_000_000)
     parser.add_argument("--rebuild-days", type=int, default=15)
+    parser.add_argument("--reps", type=int, default=5, help="timed partition runs of each hour, alternating")
     args = parser.parse_args(argv)
     hours = [FIRST_HOUR + timedelta(hours=h) for h in range(max(*args.history_hours, args.rebuild_days * 24))]
 
     lines = []
     with tempfile.TemporaryDirectory(prefix="analytics-benchmark-") as folder:
-        first = Path(folder) / "first"
-        fill_hours(first, hours[:1], args.rows_per_hour)
-        dbt_build(first, None)  # creates the tables
-        lines.append(summary_line("partition run, hour 1", partition_run(first, hours[0]), raw_rows(first)))
-
-        history = Path(folder) / "history"
-        filled = 0
-        for hour_number in sorted(args.history_hours):
-            last = hour_number - 1
-            fill_hours(history, hours[filled:last], args.rows_per_hour)
-            dbt_build(history, None, "--full-refresh")
-            fill_hours(history, hours[last : last + 1], args.rows_per_hour)
-            filled = hour_number
-            lines.append(
-                summary_line(
-                    f"partition run, hour {hour_number}", partition_run(history, hours[last]), raw_rows(history)
-                )
-            )
+        numbers = [1, *sorted(args.history_hours)]
+        lakes = {number: prepared_lake(Path(folder), hours, number, args.rows_per_hour) for number in numbers}
+        for number, figures in alternating_partition_runs(lakes, hours, args.reps).items():
+            low, high = figures["models_range"]
+            label = f"partition run, hour {number} ({args.reps} runs: models {low:.2f}-{high:.2f} s)"
+            lines.append(summary_line(label, figures, raw_rows(lakes[number][0])))
+            shutil.rmtree(lakes[number][1])
 
         big = Path(folder) / "big"
         fill_hours(big, hours[:2], args.big_rows_per_hour)  # the hour before holds sessions that continue
