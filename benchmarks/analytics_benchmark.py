@@ -16,8 +16,8 @@ have waited for the models.
 
 - hour 1: the partition run of the first hour, on a lake that holds only that hour (models made empty first);
 - hour N (``--history-hours``, default 48, 96 and 168): the partition run of the Nth hour, after the hours
-  before it were built. Runs read their sessions' rows up to 3 days back, so past hour 72 only what grows
-  with history itself can make them slower;
+  before it were built. The session models read only the hours the session index places their sessions in;
+  the daily numbers read their whole days, and visitors and users their visitors' whole history;
 - the partition runs are timed ``--reps`` times each (default 5), alternating between the hours, each on a
   fresh copy of its lake: medians with the range, and each model's median;
 - big hour: the partition run of one hour at ``--big-rows-per-hour`` page rows (types in proportion);

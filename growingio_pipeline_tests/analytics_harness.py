@@ -27,7 +27,10 @@ MODELS = (
     "users",
     "daily_metrics",
     "ads_attribution",
+    "session_hours",
 )
+USER_MODELS = MODELS[:-1]
+"""The models but the session index, whose rows name the raw files they were built from."""
 
 
 def hour_keys(first: datetime, hours: int) -> list[str]:

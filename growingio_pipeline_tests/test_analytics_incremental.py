@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from growingio_pipeline.lake import LakeSettings, connect_lake, write_transaction
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
 from growingio_pipeline_tests.analytics_harness import (
     MODELS,
+    USER_MODELS,
     hour_keys,
     model_rows,
     query,
     run_dbt,
     run_hour,
+    run_models,
 )
 from growingio_pipeline_tests.conftest import LOCAL_SERVER_NOW, LOCAL_SERVER_SETTINGS
+from growingio_pipeline_tests.pipeline_harness import warehouse_resource
 
 # Eight hours over two Beijing dates: sessions cross midnight, visits sit in the hour before their pages,
 # visitors log in mid-session, and activations match clicks of 1 to 5 hours earlier (ads pause 02:00-04:59).
@@ -122,9 +127,36 @@ def test_dbt_docs_describe_every_column_of_every_model(loaded_hour_by_hour: Path
 def test_rerunning_an_hour_after_its_raw_rows_are_reloaded_changes_nothing(
     loaded_hour_by_hour: Path, module_local_server: LocalExportServer
 ) -> None:
-    before = model_rows(loaded_hour_by_hour)
+    before = model_rows(loaded_hour_by_hour, USER_MODELS)
+    indexed = query(loaded_hour_by_hour, SESSION_INDEX_KEYS)
 
     for key in (HOURS[4], HOURS[-1]):  # the hour after midnight, and the latest hour
         assert run_hour(module_local_server, loaded_hour_by_hour, key).success
 
-    assert model_rows(loaded_hour_by_hour) == before
+    assert model_rows(loaded_hour_by_hour, USER_MODELS) == before
+    assert query(loaded_hour_by_hour, SESSION_INDEX_KEYS) == indexed
+
+
+SESSION_INDEX_KEYS = "SELECT visit_user_id, session_id, _partition_key FROM analytics.session_hours ORDER BY ALL"
+
+
+@pytest.mark.slow
+def test_a_partition_run_reads_whole_an_earlier_hour_missing_from_the_session_index(loaded_hour_by_hour: Path) -> None:
+    # Last in the module: it leaves the earlier hour out of the index.
+    earlier, later = HOURS[5], HOURS[6]
+    spanning = query(
+        loaded_hour_by_hour,
+        "SELECT count(*) FROM growingio.visit v JOIN growingio.page p USING (visit_user_id, session_id) "
+        f"WHERE v._partition_key = '{earlier}' AND p._partition_key = '{later}'",
+    )
+    assert spanning[0][0] > 0, "no session of the later hour has rows in the earlier one"
+    before = model_rows(loaded_hour_by_hour, USER_MODELS)
+
+    # As when the earlier hour was loaded and its models have not run yet: its index entries are missing.
+    with closing(connect_lake(LakeSettings.in_folder(loaded_hour_by_hour))) as conn:
+        write_transaction(
+            conn, lambda lake: lake.execute("DELETE FROM analytics.session_hours WHERE _partition_key = ?", [earlier])
+        )
+    assert run_models(warehouse_resource(loaded_hour_by_hour), later).success
+
+    assert model_rows(loaded_hour_by_hour, USER_MODELS) == before

@@ -57,3 +57,20 @@
 {% macro on_dates(dates_sql, column='_partition_key') -%}
   left({{ column }}, 8) in (select strftime(d, '%Y%m%d') from ({{ dates_sql }}))
 {%- endmacro %}
+
+{#
+  The same for dates known before the query (`days`, 'YYYY-MM-DD' strings): a range of partition keys per
+  date, which DuckLake skips other hours' files by.
+#}
+{% macro on_days(days, column='_partition_key') -%}
+  ({% for day in days -%}
+  {%- set next_day = modules.datetime.date.fromisoformat(day) + modules.datetime.timedelta(days=1) -%}
+  ({{ column }} >= '{{ day | replace('-', '') }}0000' and {{ column }} < '{{ next_day.strftime('%Y%m%d') }}0000')
+  {{- ' or ' if not loop.last }}
+  {%- endfor %})
+{%- endmacro %}
+
+{# `date_expression` is one of `days` ('YYYY-MM-DD' strings), as literals DuckLake can skip files by. #}
+{% macro in_days(days, date_expression) -%}
+  {{ date_expression }} in ({% for day in days %}date '{{ day }}'{{ ', ' if not loop.last }}{% endfor %})
+{%- endmacro %}

@@ -16,34 +16,111 @@
   {%- endfor %}
 {%- endmacro %}
 
+{# The same, for a model that reads its touched sessions' rows through the session index. #}
+{% macro depends_on_session_index() -%}
+{{ depends_on_touched_sources() }}
+-- depends_on: {{ ref('session_hours') }}
+{%- endmacro %}
+
 {% macro touched_sessions() -%}
-  select distinct visit_user_id, session_id from (
+  select distinct visit_user_id, session_id from ({{ session_rows_in_window('visit_user_id, session_id') }})
+{%- endmacro %}
+
+{# `columns` of the window's rows in every session table. #}
+{% macro session_rows_in_window(columns) -%}
+  {%- for name in session_tables() %}
+  select {{ columns }} from {{ source('growingio', name) }} where {{ in_window() }}
+  {%- if not loop.last %} union all{% endif %}
+  {%- endfor %}
+{%- endmacro %}
+
+{#
+  The same sessions from the session index, which this run has just rebuilt for its hours: one small scan
+  instead of six. Should a reload land after that, its own partition run, which starts after this one ends,
+  rebuilds what it changed.
+#}
+{% macro indexed_touched_sessions() -%}
+  select distinct visit_user_id, session_id from {{ ref('session_hours') }} where {{ in_window() }}
+{%- endmacro %}
+
+{#
+  The export hours a partition run reads its touched sessions' rows from: those where the session index
+  (models/session_hours.sql) places a touched session, and every hour of the window whose index entries are
+  missing or were built from other raw files than the hour holds now. None in a full build, or when the
+  index does not exist yet: the run then reads the whole window. Computed once per model, before its query.
+#}
+{% macro session_hours_to_read() -%}
+  {%- set index = ref('session_hours') -%}
+  {%- if not (execute and is_partition_run() and adapter.get_relation(index.database, index.schema, index.identifier)) -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- set cap = var('session_cap_days') -%}
+  {%- set hours_query -%}
+    with raw_files as ({{ raw_hour_files(near_window(cap)) }}),
+    indexed as (select distinct _partition_key, raw_files from {{ index }} where {{ near_window(cap) }}),
+    current_hours as (select _partition_key from raw_files join indexed using (_partition_key, raw_files))
+    select i._partition_key from {{ index }} i
+    semi join ({{ indexed_touched_sessions() }}) t using (visit_user_id, session_id)
+    where {{ near_window(cap, 'i._partition_key') }} and i._partition_key in (select _partition_key from current_hours)
+    union
+    select _partition_key from raw_files where _partition_key not in (select _partition_key from current_hours)
+  {%- endset -%}
+  {{ return(run_query(hours_query).columns[0].values() | sort) }}
+{%- endmacro %}
+
+{#
+  Each session table's data files per export hour, as one fingerprint (raw_files), for the hours `where`
+  keeps. DuckLake lists the files of the transaction's snapshot, the one the same query reads rows from.
+#}
+{% macro raw_hour_files(where) -%}
+  select _partition_key, md5(string_agg(data_file || coalesce(delete_file, ''), ',' order by data_file)) as raw_files
+  from (
     {%- for name in session_tables() %}
-    select visit_user_id, session_id from {{ source('growingio', name) }} where {{ in_window() }}
+    {%- set relation = source('growingio', name) %}
+    select regexp_extract(data_file, '_partition_key=([0-9]+)/', 1) as _partition_key, data_file, delete_file
+    from ducklake_list_files('{{ relation.database }}', '{{ relation.identifier }}', schema => '{{ relation.schema }}')
     {%- if not loop.last %} union all{% endif %}
     {%- endfor %}
   )
+  where {{ where }}
+  group by all
 {%- endmacro %}
 
-{# Rows of `relation` that belong to touched sessions, read only near the window. #}
-{% macro rows_of_touched_sessions(relation) -%}
-  {%- if is_partition_run() -%}
+{#
+  Rows of `relation` that belong to touched sessions: from the hours `hours` names (session_hours_to_read), or
+  when it is none, from every hour within the session cap of the window.
+#}
+{% macro rows_of_touched_sessions(relation, hours) -%}
+  {%- if is_partition_run() and hours is none -%}
   select r.* from {{ relation }} r
   semi join ({{ touched_sessions() }}) t using (visit_user_id, session_id)
   where {{ near_window(var('session_cap_days'), 'r._partition_key') }}
+  {%- elif is_partition_run() -%}
+  select r.* from {{ relation }} r
+  semi join ({{ indexed_touched_sessions() }}) t using (visit_user_id, session_id)
+  where {{ in_hours(hours, 'r._partition_key') }}
   {%- else -%}
   select * from {{ relation }}
   {%- endif -%}
 {%- endmacro %}
 
+{# `column` is one of `hours` (partition keys), as literals: DuckLake skips the other hours' files. #}
+{% macro in_hours(hours, column) -%}
+  {%- if hours -%}
+  {{ column }} in ({% for hour in hours %}'{{ hour }}'{{ ", " if not loop.last }}{% endfor %})
+  {%- else -%}
+  false
+  {%- endif -%}
+{%- endmacro %}
+
 {# pvar rows of touched sessions merged into one map per page view: the latest value of each key. #}
-{% macro page_variables_of_touched_sessions() -%}
+{% macro page_variables_of_touched_sessions(hours) -%}
   select page_request_id, map_from_entries(list((key, value) order by key)) as page_variables
   from (
       select page_request_id, entry.key as key, arg_max(entry.value, time) as value
       from (
           select page_request_id, time, unnest(map_entries(page_variable)) as entry
-          from ({{ rows_of_touched_sessions(source('growingio', 'pvar')) }})
+          from ({{ rows_of_touched_sessions(source('growingio', 'pvar'), hours) }})
       )
       group by all
   )
@@ -53,4 +130,29 @@
 {# Visitors whose sessions, login or visitor variables the run can change. #}
 {% macro touched_visitors() -%}
   select distinct visit_user_id from ({{ touched_sessions() }})
+{%- endmacro %}
+
+{#
+  The Beijing dates ('YYYY-MM-DD') a partition run rebuilds daily numbers for: the dates of its window and the
+  start dates of the sessions it touches, within the session cap. None in a full build.
+#}
+{% macro days_to_rebuild() -%}
+  {%- if not (execute and is_partition_run()) -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- set cap = var('session_cap_days') -%}
+  {%- set lowest = modules.datetime.datetime.strptime(window_key('START'), '%Y%m%d%H%M') - modules.datetime.timedelta(days=cap) -%}
+  {%- set highest = modules.datetime.datetime.strptime(window_key('END'), '%Y%m%d%H%M') + modules.datetime.timedelta(days=cap) -%}
+  {%- set days_query -%}
+    select strftime(strptime('{{ window_key("START") }}', '%Y%m%d%H%M'), '%Y-%m-%d')
+    union
+    select strftime(strptime('{{ window_key("END") }}', '%Y%m%d%H%M') - interval 1 minute, '%Y-%m-%d')
+    union
+    select strftime(s.beijing_date, '%Y-%m-%d') from {{ ref('sessions') }} s
+    semi join ({{ indexed_touched_sessions() }}) t using (visit_user_id, session_id)
+    -- the literal bounds let DuckLake skip files; the window test is the exact one
+    where s.beijing_date between date '{{ lowest.date() }}' and date '{{ highest.date() }}'
+      and {{ near_window(cap, "strftime(s.beijing_date, '%Y%m%d0000')") }}
+  {%- endset -%}
+  {{ return(run_query(days_query).columns[0].values() | sort) }}
 {%- endmacro %}

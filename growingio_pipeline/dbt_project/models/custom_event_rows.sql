@@ -1,12 +1,13 @@
 {{ config(unique_key=['visit_user_id', 'session_id']) }}
-{{ depends_on_touched_sources() }}
+{{ depends_on_session_index() }}
+{% set hours = session_hours_to_read() %}
 {#
   One row per custom_event row, with its page's variables. A partition run rebuilds the custom events
   of the sessions it touches (a later pvar row can add page variables). The user key is added by the
   view custom_events, because a visitor's login can change it long after the event.
 #}
 
-with page_variables as ({{ page_variables_of_touched_sessions() }})
+with page_variables as ({{ page_variables_of_touched_sessions(hours) }})
 
 select
     e.visit_user_id,
@@ -25,5 +26,5 @@ select
     e.page_time,
     {{ export_hour('e._partition_key') }} as export_hour,
     {{ beijing_date('e.send_time') }} as beijing_date
-from ({{ rows_of_touched_sessions(source('growingio', 'custom_event')) }}) e
+from ({{ rows_of_touched_sessions(source('growingio', 'custom_event'), hours) }}) e
 left join page_variables v using (page_request_id)

@@ -1,38 +1,32 @@
 {{ config(unique_key='beijing_date') }}
-{{ depends_on_touched_sources() }}
+{{ depends_on_session_index() }}
 {#
   One row per (beijing_date, platform, domain); a day is the Beijing date of send_time. A partition
   run rebuilds the days it falls in and the start days of the sessions it touches (a session that
-  crosses midnight changes the bounce rate and duration of the day it started).
+  crosses midnight changes the bounce rate and duration of the day it started): `days`, found before the
+  query, so that DuckLake reads only those days' files.
 #}
 
-{% set cap = var('session_cap_days') %}
+{% set days = days_to_rebuild() %}
 
-with dates as (
-    {% if is_partition_run() %}
-    select strptime('{{ window_key("START") }}', '%Y%m%d%H%M')::date as d  -- keys are Beijing time
-    union
-    select (strptime('{{ window_key("END") }}', '%Y%m%d%H%M') - interval 1 minute)::date
-    union
-    select beijing_date from {{ ref('sessions') }} s
-    semi join ({{ touched_sessions() }}) t using (visit_user_id, session_id)
-    where {{ near_window(cap, "strftime(s.beijing_date, '%Y%m%d0000')") }}
-    {% else %}
+with
+{% if days is none %}
+dates as (
     select distinct {{ beijing_date('send_time') }} as d from {{ source('growingio', 'page') }}
     union
     select distinct {{ beijing_date('send_time') }} from {{ source('growingio', 'visit') }}
-    {% endif %}
 ),
+{% endif %}
 
 activity as (
     select {{ beijing_date('send_time') }} as beijing_date, platform, domain, visit_user_id, session_id,
            true as is_page_view
     from {{ source('growingio', 'page') }}
-    where {{ near_window(cap) }} and {{ on_dates('select d from dates') }}
+    where {{ on_dates('select d from dates') if days is none else on_days(days) }}
     union all
     select {{ beijing_date('send_time') }}, platform, domain, visit_user_id, session_id, false
     from {{ source('growingio', 'visit') }}
-    where {{ near_window(cap) }} and {{ on_dates('select d from dates') }}
+    where {{ on_dates('select d from dates') if days is none else on_days(days) }}
 ),
 
 active as (
@@ -59,7 +53,7 @@ started as (
            count(*) filter (where is_bounce) / count(*) as bounce_rate,
            sum(epoch_ms(session_end) - epoch_ms(session_start)) / count(*) / 1000 as avg_session_duration_s
     from {{ ref('sessions') }}
-    where beijing_date in (select d from dates)
+    where {{ 'beijing_date in (select d from dates)' if days is none else in_days(days, 'beijing_date') }}
     group by all
 )
 

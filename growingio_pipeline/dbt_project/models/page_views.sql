@@ -1,27 +1,28 @@
 {{ config(unique_key='page_request_id') }}
-{{ depends_on_touched_sources() }}
+{{ depends_on_session_index() }}
+{% set hours = session_hours_to_read() %}
 {#
   One row per page_request_id. A partition run rebuilds every page view of the sessions it touches:
   a later hour can add the next page view (time_on_page), actions, custom events or page variables.
 #}
 
 with pages as (
-    select * from ({{ rows_of_touched_sessions(source('growingio', 'page')) }})
+    select * from ({{ rows_of_touched_sessions(source('growingio', 'page'), hours) }})
     -- the vendor can resend a page row: one row per page_request_id, the first received
     qualify row_number() over (partition by page_request_id order by send_time, time) = 1
 ),
 
-page_variables as ({{ page_variables_of_touched_sessions() }}),
+page_variables as ({{ page_variables_of_touched_sessions(hours) }}),
 
 actions as (
     select page_request_id, count(distinct action_request_id) as actions
-    from ({{ rows_of_touched_sessions(source('growingio', 'action')) }})
+    from ({{ rows_of_touched_sessions(source('growingio', 'action'), hours) }})
     group by all
 ),
 
 custom_events as (
     select page_request_id, count(*) as custom_events
-    from ({{ rows_of_touched_sessions(source('growingio', 'custom_event')) }})
+    from ({{ rows_of_touched_sessions(source('growingio', 'custom_event'), hours) }})
     group by all
 )
 

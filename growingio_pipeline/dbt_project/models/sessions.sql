@@ -1,5 +1,6 @@
 {{ config(unique_key=['visit_user_id', 'session_id']) }}
-{{ depends_on_touched_sources() }}
+{{ depends_on_session_index() }}
+{% set hours = session_hours_to_read() %}
 {#
   One row per (visit_user_id, session_id). A partition run rebuilds each session it touches from all
   of that session's rows within `session_cap_days` of the hour, so the visit may sit in an earlier file.
@@ -18,20 +19,20 @@ with visits as (
            max(time) as last_time,
            min(send_time) as first_send_time,
            max(send_time) as last_send_time
-    from ({{ rows_of_touched_sessions(source('growingio', 'visit')) }})
+    from ({{ rows_of_touched_sessions(source('growingio', 'visit'), hours) }})
     group by all
 ),
 
 events as (
     select visit_user_id, session_id, 'page' as kind, page_request_id as id, platform, domain, page,
            login_user_id, time, send_time
-    from ({{ rows_of_touched_sessions(source('growingio', 'page')) }})
+    from ({{ rows_of_touched_sessions(source('growingio', 'page'), hours) }})
     union all
     select visit_user_id, session_id, 'action', action_request_id, null, domain, page, null, time, send_time
-    from ({{ rows_of_touched_sessions(source('growingio', 'action')) }})
+    from ({{ rows_of_touched_sessions(source('growingio', 'action'), hours) }})
     union all
     select visit_user_id, session_id, 'custom_event', null, null, domain, page, login_user_id, time, send_time
-    from ({{ rows_of_touched_sessions(source('growingio', 'custom_event')) }})
+    from ({{ rows_of_touched_sessions(source('growingio', 'custom_event'), hours) }})
 ),
 
 event_summary as (
