@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, ViewportSize, expect, sync_playwright
 
 from growingio_pipeline.assets import CHECKS_NEED_A_PARTITION
 from growingio_pipeline.checks import CHECK_KINDS
@@ -48,6 +48,10 @@ RUN_STATUSES_DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 CHECKED_ASSET = "page"
 CHECKED_MODEL = "sessions"
 ALL_ASSETS = len(EVENT_TYPES) + len(MODELS)
+VIEWPORT = ViewportSize(width=1400, height=1000)  # the docs' screenshots are this size
+# The catalog renders only the rows in view (about 45 px each): a window tall enough for every asset and its
+# group headings lets the test count them all.
+CATALOG_VIEWPORT = ViewportSize(width=1400, height=max(1000, 60 * (ALL_ASSETS + 4)))
 
 RUNS_QUERY = """
 query Runs($partition: String!) {
@@ -114,14 +118,7 @@ def test_the_ui_lists_the_assets_and_materializes_a_partition(tmp_path: Path) ->
 
 
 def _drive_the_ui(browser: Browser, dev: DagsterDev, partition: str, screenshots: Path) -> None:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    expect.set_options(timeout=UI_TIMEOUT_MS)  # a 2-core machine launching a run needs more than the default 5 s
-    # A fresh DAGSTER_HOME greets the first visitor with a newsletter dialog over whatever page is open.
-    page.add_locator_handler(
-        page.get_by_role("dialog").filter(has_text="Join the Dagster community"),
-        lambda dialog: dialog.get_by_role("button", name="Skip").click(),
-    )
+    page = _new_page(browser, CATALOG_VIEWPORT)
     with _screenshot_and_log_on_failure(page, dev, screenshots):
         page.goto(dev.base_url)
         _catalog_lists_the_raw_assets_and_the_models(page, screenshots)
@@ -312,10 +309,11 @@ def test_the_ui_shows_the_demos_hours_and_every_hours_outcome(tmp_path: Path) ->
                 browser.close()
 
 
-def _new_page(browser: Browser) -> Page:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def _new_page(browser: Browser, viewport: ViewportSize = VIEWPORT) -> Page:
+    page = browser.new_page(viewport=viewport)
     page.set_default_timeout(UI_TIMEOUT_MS)
-    expect.set_options(timeout=UI_TIMEOUT_MS)
+    expect.set_options(timeout=UI_TIMEOUT_MS)  # a 2-core machine launching a run needs more than the default 5 s
+    # A fresh DAGSTER_HOME greets the first visitor with a newsletter dialog over whatever page is open.
     page.add_locator_handler(
         page.get_by_role("dialog").filter(has_text="Join the Dagster community"),
         lambda dialog: dialog.get_by_role("button", name="Skip").click(),
