@@ -30,7 +30,7 @@ MODELS = (
     "session_hours",
 )
 USER_MODELS = MODELS[:-1]
-"""The models but the session index, whose rows name the raw files they were built from."""
+"""The models but the session index, whose rows carry a fingerprint of the raw rows they were built from."""
 
 
 def hour_keys(first: datetime, hours: int) -> list[str]:

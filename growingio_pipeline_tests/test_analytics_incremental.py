@@ -7,15 +7,19 @@ Real parts only: the local export server on loopback, real Dagster runs of the r
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from growingio_pipeline.analytics_assets import environment_set, window_environment
 from growingio_pipeline.lake import LakeSettings, connect_lake, write_transaction
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
+from growingio_pipeline.maintenance import maintain
+from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline_tests.analytics_harness import (
     MODELS,
     USER_MODELS,
@@ -138,6 +142,44 @@ def test_rerunning_an_hour_after_its_raw_rows_are_reloaded_changes_nothing(
 
 
 SESSION_INDEX_KEYS = "SELECT visit_user_id, session_id, _partition_key FROM analytics.session_hours ORDER BY ALL"
+
+
+@pytest.mark.slow
+def test_lake_maintenance_merging_an_hours_files_keeps_the_session_index_trusted(
+    loaded_hour_by_hour: Path, tmp_path: Path
+) -> None:
+    latest = HOURS[-1]
+    hours_read = hours_read_by_sessions(loaded_hour_by_hour, latest, tmp_path / "before")
+    assert 0 < len(hours_read) < len(HOURS), hours_read  # the index narrows the read to the sessions' hours
+    assert max(page_files_per_hour(loaded_hour_by_hour).values()) > 1  # hours of several parts: files to merge
+
+    with closing(connect_lake(LakeSettings.in_folder(loaded_hour_by_hour))) as conn:
+        maintain(conn)
+
+    assert set(page_files_per_hour(loaded_hour_by_hour).values()) == {1}
+    assert hours_read_by_sessions(loaded_hour_by_hour, latest, tmp_path / "after") == hours_read
+
+
+def hours_read_by_sessions(lake_dir: Path, partition_key: str, target: Path) -> list[str]:
+    """The export hours the sessions model reads in ``partition_key``'s run: literals in its compiled query."""
+    hour = datetime.strptime(partition_key, KEY_FORMATS["hour"])
+    end_key = (hour + timedelta(hours=1)).strftime(KEY_FORMATS["hour"])
+    with environment_set(window_environment(partition_key, end_key)):
+        run_dbt(lake_dir, ["compile", "--select", "sessions"], target)
+    compiled = next(target.glob("compiled/**/sessions.sql")).read_text()
+    literals = re.search(r"r\._partition_key in \(([^)]*)\)", compiled)
+    assert literals, "the sessions model reads its whole window: no hours from the session index"
+    return re.findall(r"'([0-9]+)'", literals.group(1))
+
+
+def page_files_per_hour(lake_dir: Path) -> dict[str, int]:
+    return dict(
+        query(
+            lake_dir,
+            "SELECT regexp_extract(data_file, '_partition_key=([0-9]+)/', 1), count(*) "
+            "FROM ducklake_list_files('lake', 'page', schema => 'growingio') GROUP BY 1",
+        )
+    )
 
 
 @pytest.mark.slow

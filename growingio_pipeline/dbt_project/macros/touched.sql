@@ -46,7 +46,7 @@
 {#
   The export hours a partition run reads its touched sessions' rows from: those where the session index
   (models/session_hours.sql) places a touched session, and every hour of the window whose index entries are
-  missing or were built from other raw files than the hour holds now. None in a full build, or when the
+  missing or were built from other raw rows than the hour holds now. None in a full build, or when the
   index does not exist yet: the run then reads the whole window. Computed once per model, before its query.
 #}
 {% macro session_hours_to_read() -%}
@@ -56,33 +56,48 @@
   {%- endif -%}
   {%- set cap = var('session_cap_days') -%}
   {%- set hours_query -%}
-    with raw_files as ({{ raw_hour_files(near_window(cap)) }}),
-    indexed as (select distinct _partition_key, raw_files from {{ index }} where {{ near_window(cap) }}),
-    current_hours as (select _partition_key from raw_files join indexed using (_partition_key, raw_files))
+    with raw_hours as ({{ raw_hour_fingerprints(near_window(cap)) }}),
+    indexed as (select distinct _partition_key, raw_fingerprint from {{ index }} where {{ near_window(cap) }}),
+    current_hours as (select _partition_key from raw_hours join indexed using (_partition_key, raw_fingerprint))
     select i._partition_key from {{ index }} i
     semi join ({{ indexed_touched_sessions() }}) t using (visit_user_id, session_id)
     where {{ near_window(cap, 'i._partition_key') }} and i._partition_key in (select _partition_key from current_hours)
     union
-    select _partition_key from raw_files where _partition_key not in (select _partition_key from current_hours)
+    select _partition_key from raw_hours where _partition_key not in (select _partition_key from current_hours)
   {%- endset -%}
   {{ return(run_query(hours_query).columns[0].values() | sort) }}
 {%- endmacro %}
 
 {#
-  Each session table's data files per export hour, as one fingerprint (raw_files), for the hours `where`
-  keeps. DuckLake lists the files of the transaction's snapshot, the one the same query reads rows from.
+  A fingerprint of each export hour's rows in the session tables (raw_fingerprint), for the hours `where` keeps:
+  per table, the rows the hour holds and the first and last DuckLake row id of its data files. DuckLake gives
+  every inserted row a new row id and keeps row ids when maintenance merges files, so a reload or any delete
+  changes the fingerprint and a merge does not (a merged file without a row-id range adds its name). The
+  files are those of the transaction's snapshot (ducklake_list_files), the one the same query reads rows
+  from; a file's row ids and counts in the catalog never change.
 #}
-{% macro raw_hour_files(where) -%}
-  select _partition_key, md5(string_agg(data_file || coalesce(delete_file, ''), ',' order by data_file)) as raw_files
+{% macro raw_hour_fingerprints(where) -%}
+  {%- set catalog = '__ducklake_metadata_' ~ source('growingio', 'visit').database -%}
+  select _partition_key, md5(string_agg(table_rows, ',' order by table_rows)) as raw_fingerprint
   from (
-    {%- for name in session_tables() %}
-    {%- set relation = source('growingio', name) %}
-    select regexp_extract(data_file, '_partition_key=([0-9]+)/', 1) as _partition_key, data_file, delete_file
-    from ducklake_list_files('{{ relation.database }}', '{{ relation.identifier }}', schema => '{{ relation.schema }}')
-    {%- if not loop.last %} union all{% endif %}
-    {%- endfor %}
+    select f._partition_key,
+           concat_ws(':', f.table_name, sum(d.record_count - coalesce(x.delete_count, 0)), min(d.row_id_start),
+                     max(d.row_id_start + d.record_count),
+                     string_agg(f.data_file, ';' order by f.data_file) filter (where d.row_id_start is null)) as table_rows
+    from (
+      {%- for name in session_tables() %}
+      {%- set relation = source('growingio', name) %}
+      select '{{ name }}' as table_name, regexp_extract(data_file, '_partition_key=([0-9]+)/', 1) as _partition_key,
+             data_file, delete_file
+      from ducklake_list_files('{{ relation.database }}', '{{ relation.identifier }}', schema => '{{ relation.schema }}')
+      {%- if not loop.last %} union all{% endif %}
+      {%- endfor %}
+    ) f
+    join {{ catalog }}.ducklake_data_file d on parse_filename(d.path) = parse_filename(f.data_file)
+    left join {{ catalog }}.ducklake_delete_file x on parse_filename(x.path) = parse_filename(f.delete_file)
+    where {{ where }}
+    group by f._partition_key, f.table_name
   )
-  where {{ where }}
   group by all
 {%- endmacro %}
 
