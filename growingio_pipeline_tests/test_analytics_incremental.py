@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -162,9 +162,8 @@ def test_lake_maintenance_merging_an_hours_files_keeps_the_session_index_trusted
 
 def hours_read_by_sessions(lake_dir: Path, partition_key: str, target: Path) -> list[str]:
     """The export hours the sessions model reads in ``partition_key``'s run: literals in its compiled query."""
-    hour = datetime.strptime(partition_key, KEY_FORMATS["hour"])
-    end_key = (hour + timedelta(hours=1)).strftime(KEY_FORMATS["hour"])
-    with environment_set(window_environment(partition_key, end_key)):
+    window = window_environment(*hour_keys(datetime.strptime(partition_key, KEY_FORMATS["hour"]), 2))
+    with environment_set(window):
         run_dbt(lake_dir, ["compile", "--select", "sessions"], target)
     compiled = next(target.glob("compiled/**/sessions.sql")).read_text()
     literals = re.search(r"r\._partition_key in \(([^)]*)\)", compiled)

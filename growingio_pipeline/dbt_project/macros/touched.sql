@@ -69,12 +69,12 @@
 {%- endmacro %}
 
 {#
-  A fingerprint of each export hour's rows in the session tables (raw_fingerprint), for the hours `where` keeps:
-  per table, the rows the hour holds and the first and last DuckLake row id of its data files. DuckLake gives
-  every inserted row a new row id and keeps row ids when maintenance merges files, so a reload or any delete
-  changes the fingerprint and a merge does not (a merged file without a row-id range adds its name). The
-  files are those of the transaction's snapshot (ducklake_list_files), the one the same query reads rows
-  from; a file's row ids and counts in the catalog never change.
+  A fingerprint of each export hour's rows in the session tables (raw_fingerprint), for the hours `where`
+  keeps: per table, the rows the hour holds and the first and last DuckLake row id of its data files.
+  DuckLake gives every inserted row a new row id and keeps row ids when maintenance merges files, so a reload
+  or any delete changes the fingerprint and a merge does not (a file without a row-id range in the catalog
+  adds its name). The files are those of the transaction's snapshot (ducklake_list_files), the one the same
+  query reads rows from; a file's row ids and counts in the catalog never change.
 #}
 {% macro raw_hour_fingerprints(where) -%}
   {%- set catalog = '__ducklake_metadata_' ~ source('growingio', 'visit').database -%}
@@ -93,7 +93,7 @@
       {%- if not loop.last %} union all{% endif %}
       {%- endfor %}
     ) f
-    join {{ catalog }}.ducklake_data_file d on parse_filename(d.path) = parse_filename(f.data_file)
+    left join {{ catalog }}.ducklake_data_file d on parse_filename(d.path) = parse_filename(f.data_file)
     left join {{ catalog }}.ducklake_delete_file x on parse_filename(x.path) = parse_filename(f.delete_file)
     where {{ where }}
     group by f._partition_key, f.table_name
