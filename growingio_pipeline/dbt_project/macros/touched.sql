@@ -43,6 +43,12 @@
   select distinct visit_user_id, session_id from {{ ref('session_hours') }} where {{ in_window() }}
 {%- endmacro %}
 
+{# Whether the session index exists: a lake made before it has none until the index's first run. #}
+{% macro session_index_exists() -%}
+  {%- set index = ref('session_hours') -%}
+  {{ return(execute and adapter.get_relation(index.database, index.schema, index.identifier) is not none) }}
+{%- endmacro %}
+
 {#
   The export hours a partition run reads its touched sessions' rows from: those where the session index
   (models/session_hours.sql) places a touched session, and every hour of the window whose index entries are
@@ -50,10 +56,10 @@
   index does not exist yet: the run then reads the whole window. Computed once per model, before its query.
 #}
 {% macro session_hours_to_read() -%}
-  {%- set index = ref('session_hours') -%}
-  {%- if not (execute and is_partition_run() and adapter.get_relation(index.database, index.schema, index.identifier)) -%}
+  {%- if not (is_partition_run() and session_index_exists()) -%}
     {{ return(none) }}
   {%- endif -%}
+  {%- set index = ref('session_hours') -%}
   {%- set cap = var('session_cap_days') -%}
   {%- set hours_query -%}
     with raw_hours as ({{ raw_hour_fingerprints(near_window(cap)) }}),
@@ -142,9 +148,13 @@
   group by all
 {%- endmacro %}
 
-{# Visitors whose sessions, login or visitor variables the run can change. #}
+{#
+  Visitors whose sessions, login or visitor variables the run can change: from the session index when there is
+  one (this run has just rebuilt it for its hours; one small scan instead of six, each a query of the catalog),
+  else from the raw tables.
+#}
 {% macro touched_visitors() -%}
-  select distinct visit_user_id from ({{ touched_sessions() }})
+  select distinct visit_user_id from ({{ indexed_touched_sessions() if session_index_exists() else touched_sessions() }})
 {%- endmacro %}
 
 {#

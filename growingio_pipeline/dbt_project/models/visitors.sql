@@ -1,5 +1,5 @@
 {{ config(unique_key='visit_user_id') }}
-{{ depends_on_touched_sources() }}
+{{ depends_on_session_index() }}
 {#
   One row per visit_user_id: the latest login it was seen with and its user_key, from its sessions.
   A partition run rebuilds the visitors it touches from their rows in analytics.sessions (one column
