@@ -8,7 +8,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from growingio_pipeline.analytics_assets import build_analytics_assets, dbt_resource, environment_set
+from growingio_pipeline.analytics_assets import (
+    build_analytics_assets,
+    dbt_resource,
+    environment_set,
+    window_environment,
+)
 from growingio_pipeline.analytics_warehouse import dbt_environment
 from growingio_pipeline.lake import LakeSettings
 from growingio_pipeline.local_server import LocalExportServer
@@ -36,6 +41,11 @@ USER_MODELS = MODELS[:-1]
 def hour_keys(first: datetime, hours: int) -> list[str]:
     """``hours`` consecutive partition keys from ``first`` (a Beijing datetime)."""
     return [(first + timedelta(hours=h)).strftime(KEY_FORMATS["hour"]) for h in range(hours)]
+
+
+def partition_run_environment(partition_key: str) -> dict[str, str]:
+    """dbt's window variables for the partition run of ``partition_key`` alone."""
+    return window_environment(*hour_keys(datetime.strptime(partition_key, KEY_FORMATS["hour"]), 2))
 
 
 def run_hour(server: LocalExportServer, lake_dir: Path, partition_key: str) -> dg.ExecuteInProcessResult:

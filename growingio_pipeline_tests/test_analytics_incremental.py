@@ -9,22 +9,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, closing
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from growingio_pipeline.analytics_assets import environment_set, window_environment
+from growingio_pipeline.analytics_assets import environment_set
 from growingio_pipeline.lake import LakeSettings, connect_lake, write_transaction
 from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
 from growingio_pipeline.maintenance import maintain
-from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline_tests.analytics_harness import (
     MODELS,
     USER_MODELS,
     hour_keys,
     model_rows,
+    partition_run_environment,
     query,
     run_dbt,
     run_hour,
@@ -162,17 +162,12 @@ def test_lake_maintenance_merging_an_hours_files_keeps_the_session_index_trusted
 
 def hours_read_by_sessions(lake_dir: Path, partition_key: str, target: Path) -> list[str]:
     """The export hours the sessions model reads in ``partition_key``'s run: literals in its compiled query."""
-    with partition_run_window(partition_key):
+    with environment_set(partition_run_environment(partition_key)):
         run_dbt(lake_dir, ["compile", "--select", "sessions"], target)
     compiled = next(target.glob("compiled/**/sessions.sql")).read_text()
     literals = re.search(r"r\._partition_key in \(([^)]*)\)", compiled)
     assert literals, "the sessions model reads its whole window: no hours from the session index"
     return re.findall(r"'([0-9]+)'", literals.group(1))
-
-
-def partition_run_window(partition_key: str) -> AbstractContextManager[None]:
-    """dbt's environment for the partition run of ``partition_key`` alone."""
-    return environment_set(window_environment(*hour_keys(datetime.strptime(partition_key, KEY_FORMATS["hour"]), 2)))
 
 
 def page_files_per_hour(lake_dir: Path) -> dict[str, int]:
@@ -204,7 +199,7 @@ def test_visitors_and_users_find_their_visitors_in_the_raw_tables_on_a_lake_with
     with closing(connect_lake(LakeSettings.in_folder(loaded_hour_by_hour))) as conn:
         write_transaction(conn, lambda lake: [lake.execute(statement) for statement in miscount])
     assert model_rows(loaded_hour_by_hour, ["visitors", "users"]) != before
-    with partition_run_window(latest):
+    with environment_set(partition_run_environment(latest)):
         run_dbt(loaded_hour_by_hour, ["run", "--select", "visitors users"], tmp_path / "partition-run")
 
     assert model_rows(loaded_hour_by_hour, ["visitors", "users"]) == before

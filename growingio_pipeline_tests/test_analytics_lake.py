@@ -13,22 +13,26 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
-from growingio_pipeline.analytics_assets import DBT_PROJECT, dbt_resource, environment_set, window_environment
+from growingio_pipeline.analytics_assets import DBT_PROJECT, dbt_resource, environment_set
 from growingio_pipeline.analytics_warehouse import dbt_environment
 from growingio_pipeline.dbt_lake import Plugin
 from growingio_pipeline.lake import HostWriteTurn, LakeSettings
 from growingio_pipeline.local_server import LocalExportServer
-from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline.query import connect
 from growingio_pipeline.resources import warehouse_from_env
-from growingio_pipeline_tests.analytics_harness import ANALYTICS_ASSETS, hour_keys, query, run_hour, run_models
+from growingio_pipeline_tests.analytics_harness import (
+    ANALYTICS_ASSETS,
+    partition_run_environment,
+    query,
+    run_hour,
+    run_models,
+)
 from growingio_pipeline_tests.conftest import PROJECT_ROOT
 from growingio_pipeline_tests.pipeline_harness import (
     EVENT_ASSETS,
@@ -95,7 +99,7 @@ def test_a_model_computes_its_rows_while_a_load_holds_the_write_turn(
     assert run_hour(local_server, lake_dir, FINISHED_PARTITION).success  # the models exist: the next run is incremental
     settings = LakeSettings.in_folder(lake_dir)
     before = latest_snapshot(lake_dir)
-    window = window_environment(*hour_keys(datetime.strptime(FINISHED_PARTITION, KEY_FORMATS["hour"]), 2))
+    window = partition_run_environment(FINISHED_PARTITION)
     load_turn = HostWriteTurn(settings)
     load_turn.take()  # as a load holds it for its transaction
     with ThreadPoolExecutor(max_workers=1) as background:
