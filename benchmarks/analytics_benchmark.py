@@ -4,6 +4,7 @@ Usage (from the repository root, with the project's venv)::
 
     python benchmarks/analytics_benchmark.py                                   # 20,000 page rows an hour
     python benchmarks/analytics_benchmark.py --rows-per-hour 2000 --big-rows-per-hour 100000 --rebuild-days 2
+    python benchmarks/analytics_benchmark.py --catalog postgres   # the catalog in a PostgreSQL server it starts
 
 The raw tables are filled straight from the local server's generator (typed with the registry's casts),
 not through the export API and the parser: this measures the models, and the loading path has its own
@@ -33,6 +34,8 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,9 @@ from growingio_pipeline.local_server import BEIJING
 from growingio_pipeline.local_server.generator import generate_hour
 from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline.warehouse import ensure_schema
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' PostgreSQL starter, from the checkout
+from growingio_pipeline_tests.services import PostgresServer, running_postgres
 
 FIRST_HOUR = datetime(2026, 11, 14, tzinfo=BEIJING)
 PROJECT_ID = "9b0d1f56d5baff1a"
@@ -68,10 +74,51 @@ def _typed(name: str, kind: ColumnKind) -> str:
     return quoted
 
 
-def fill_hours(lake: Path, hours: list[datetime], rows_per_hour: int) -> None:
-    """Write the generator's rows of ``hours`` into the raw tables of the lake in folder ``lake`` (the partitions
-    replaced)."""
-    with connect_lake(LakeSettings.in_folder(lake)) as conn:
+@dataclass(frozen=True)
+class BenchmarkLake:
+    """A lake of this benchmark: its data files in ``folder``, its catalog a SQLite file there, or with ``postgres``
+    a database of that server named after the folder. ``keep`` copies both, ``restore`` puts the copy back."""
+
+    folder: Path
+    postgres: PostgresServer | None = None
+
+    @property
+    def database(self) -> str:
+        return self.folder.name.replace("-", "_")
+
+    @property
+    def settings(self) -> LakeSettings:
+        if self.postgres is None:
+            return LakeSettings.in_folder(self.folder)
+        return self.postgres.lake_settings(self.database, f"{self.folder / 'files'}/")
+
+    def create(self) -> BenchmarkLake:
+        if self.postgres is not None:
+            self.postgres.create_database(self.database)
+        return self
+
+    def keep(self) -> None:
+        shutil.copytree(self.folder, self.folder.with_name(self.folder.name + ".kept"))
+        if self.postgres is not None:
+            self.postgres.create_database(self.database + "_kept", template=self.database)
+
+    def restore(self) -> None:
+        """The lake as ``keep`` left it (the catalog names the files' folder, so they go back to the same one)."""
+        shutil.rmtree(self.folder)
+        shutil.copytree(self.folder.with_name(self.folder.name + ".kept"), self.folder)
+        if self.postgres is not None:
+            self.postgres.drop_database(self.database)
+            self.postgres.create_database(self.database, template=self.database + "_kept")
+
+    def discard_kept(self) -> None:
+        shutil.rmtree(self.folder.with_name(self.folder.name + ".kept"))
+        if self.postgres is not None:
+            self.postgres.drop_database(self.database + "_kept")
+
+
+def fill_hours(lake: BenchmarkLake, hours: list[datetime], rows_per_hour: int) -> None:
+    """Write the generator's rows of ``hours`` into the raw tables of ``lake`` (the partitions replaced)."""
+    with connect_lake(lake.settings) as conn:
         ensure_schema(conn)
         for hour in hours:
             key = hour_key(hour)
@@ -91,10 +138,10 @@ def fill_hours(lake: Path, hours: list[datetime], rows_per_hour: int) -> None:
                 conn.unregister("frame")
 
 
-def dbt_build(lake: Path, window: tuple[str, str] | None, *extra: str) -> dict[str, Any]:
-    """One ``dbt build`` on the lake in folder ``lake``: its wall time, the models' own time (run_results.json), each
-    model's, and the longest write turn a model held."""
-    environment = dbt_environment(LakeSettings.in_folder(lake)) | (window_environment(*window) if window else {})
+def dbt_build(lake: BenchmarkLake, window: tuple[str, str] | None, *extra: str) -> dict[str, Any]:
+    """One ``dbt build`` on ``lake``: its wall time, the models' own time (run_results.json), each model's, and the
+    longest write turn a model held."""
+    environment = dbt_environment(lake.settings) | (window_environment(*window) if window else {})
     target = Path(tempfile.mkdtemp(prefix="dbt-target-"))
     started = time.perf_counter()
     with environment_set(environment):
@@ -138,7 +185,7 @@ def write_turns(dbt_log: Path) -> dict[str, float]:
     return held
 
 
-def partition_run(lake: Path, hour: datetime) -> dict[str, Any]:
+def partition_run(lake: BenchmarkLake, hour: datetime) -> dict[str, Any]:
     return dbt_build(lake, (hour_key(hour), hour_key(hour + timedelta(hours=1))))
 
 
@@ -165,35 +212,31 @@ def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def prepared_lake(folder: Path, hours: list[datetime], number: int, rows_per_hour: int) -> tuple[Path, Path]:
-    """A lake in ``folder`` whose models were built over the ``number - 1`` hours before hour ``number``, then
-    that hour's raw rows added; and a copy of it to restore before each run (the catalog names the lake's path,
-    so runs happen in the lake's own folder)."""
-    lake = folder / f"hour-{number}"
+def prepared_lake(lake: BenchmarkLake, hours: list[datetime], number: int, rows_per_hour: int) -> BenchmarkLake:
+    """``lake`` with its models built over the ``number - 1`` hours before hour ``number``, then that hour's raw
+    rows added, and kept (``BenchmarkLake.keep``) to restore before each run."""
     fill_hours(lake, hours[: number - 1], rows_per_hour)
     dbt_build(lake, None, "--full-refresh")
     fill_hours(lake, hours[number - 1 : number], rows_per_hour)
-    kept = folder / f"hour-{number}.kept"
-    shutil.copytree(lake, kept)
-    return lake, kept
+    lake.keep()
+    return lake
 
 
 def alternating_partition_runs(
-    lakes: dict[int, tuple[Path, Path]], hours: list[datetime], reps: int
+    lakes: dict[int, BenchmarkLake], hours: list[datetime], reps: int
 ) -> dict[int, dict[str, Any]]:
     """Time the partition run of hour N on ``lakes[N]`` (``prepared_lake``) ``reps`` times, taking the hours in
     turn, each run on the lake restored from its copy; the median figures of each hour."""
     runs: dict[int, list[dict[str, Any]]] = {number: [] for number in lakes}
     for _ in range(reps):
-        for number, (lake, kept) in lakes.items():
-            shutil.rmtree(lake)
-            shutil.copytree(kept, lake)
+        for number, lake in lakes.items():
+            lake.restore()
             runs[number].append(partition_run(lake, hours[number - 1]))
     return {number: median_figures(figures) for number, figures in runs.items()}
 
 
-def raw_rows(lake: Path) -> int:
-    with connect_lake(LakeSettings.in_folder(lake), read_only=True) as conn:
+def raw_rows(lake: BenchmarkLake) -> int:
+    with connect_lake(lake.settings, read_only=True) as conn:
         return sum(conn.execute(f"SELECT count(*) FROM {t.table_name}").fetchone()[0] for t in EVENT_TYPES.values())
 
 
@@ -204,20 +247,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--big-rows-per-hour", type=int, default=1_000_000)
     parser.add_argument("--rebuild-days", type=int, default=15)
     parser.add_argument("--reps", type=int, default=5, help="timed partition runs of each hour, alternating")
+    parser.add_argument(
+        "--catalog", choices=["sqlite", "postgres"], default="sqlite", help="postgres: a local server this run starts"
+    )
     args = parser.parse_args(argv)
     hours = [FIRST_HOUR + timedelta(hours=h) for h in range(max(*args.history_hours, args.rebuild_days * 24))]
 
     lines = []
-    with tempfile.TemporaryDirectory(prefix="analytics-benchmark-") as folder:
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="analytics-benchmark-")))
+        postgres = stack.enter_context(running_postgres()) if args.catalog == "postgres" else None
+
+        def new_lake(name: str) -> BenchmarkLake:
+            return BenchmarkLake(folder / name, postgres).create()
+
         numbers = [1, *sorted(args.history_hours)]
-        lakes = {number: prepared_lake(Path(folder), hours, number, args.rows_per_hour) for number in numbers}
+        lakes = {
+            number: prepared_lake(new_lake(f"hour-{number}"), hours, number, args.rows_per_hour) for number in numbers
+        }
         for number, figures in alternating_partition_runs(lakes, hours, args.reps).items():
             low, high = figures["models_range"]
             label = f"partition run, hour {number} ({args.reps} runs: models {low:.2f}-{high:.2f} s)"
-            lines.append(summary_line(label, figures, raw_rows(lakes[number][0])))
-            shutil.rmtree(lakes[number][1])
+            lines.append(summary_line(label, figures, raw_rows(lakes[number])))
+            lakes[number].discard_kept()
 
-        big = Path(folder) / "big"
+        big = new_lake("big")
         fill_hours(big, hours[:2], args.big_rows_per_hour)  # the hour before holds sessions that continue
         dbt_build(big, None)
         lines.append(
@@ -226,14 +280,15 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
 
-        rebuild = Path(folder) / "rebuild"
+        rebuild = new_lake("rebuild")
         fill_hours(rebuild, hours[: args.rebuild_days * 24], args.rows_per_hour)
         lines.append(
             summary_line(
                 f"full rebuild, {args.rebuild_days} days", dbt_build(rebuild, None, "--full-refresh"), raw_rows(rebuild)
             )
         )
-    print("\n".join(["", f"analytics models, {args.rows_per_hour:,} page rows an hour:", *lines]))
+    catalog = "a PostgreSQL catalog" if args.catalog == "postgres" else "a SQLite catalog"
+    print("\n".join(["", f"analytics models, {args.rows_per_hour:,} page rows an hour, {catalog}:", *lines]))
 
 
 if __name__ == "__main__":

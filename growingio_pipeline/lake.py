@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import random
 import sqlite3
@@ -27,6 +28,8 @@ import duckdb
 
 from growingio_pipeline.duckdb_extensions import connection_config
 from growingio_pipeline.redaction import redact_text
+
+logger = logging.getLogger(__name__)
 
 LAKE_DATABASE = "lake"
 METADATA_DATABASE = f"__ducklake_metadata_{LAKE_DATABASE}"
@@ -214,9 +217,46 @@ def attach_lake(conn: duckdb.DuckDBPyConnection, settings: LakeSettings, *, read
         with _creation_lock(settings, read_only=read_only):
             retry_conflicts(lambda: conn.execute(attach))
         conn.execute(f"USE {LAKE_DATABASE}")
+        if settings.is_postgres and not read_only:
+            ensure_catalog_indexes(conn)
     except duckdb.Error as error:
         message = redact_text(str(error), settings.secrets())
         raise LakeUnavailable(f"could not open the lake ({settings.describe()}): {message}") from None
+
+
+FILE_STATISTICS_INDEX = "growingio_file_column_stats_table_column"
+"""The index on a PostgreSQL catalog's ``ducklake_file_column_stats (table_id, column_id)``."""
+
+
+def ensure_catalog_indexes(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create ``FILE_STATISTICS_INDEX`` in the attached PostgreSQL catalog unless it is there.
+
+    Before a filtered scan DuckLake reads the scanned table's file statistics. Given this index, it asks
+    PostgreSQL for those rows alone; without it, it copies the statistics of every file of the lake, so every
+    query slows as the lake grows (measured by ``benchmarks/catalog_benchmark.py``). A writer creates it once;
+    afterwards the check is one small catalog query.
+    """
+    catalog = sql_literal(METADATA_DATABASE)
+    exists = sql_literal(f"SELECT 1 FROM pg_indexes WHERE indexname = {sql_literal(FILE_STATISTICS_INDEX)}")
+
+    def index_exists() -> bool:
+        return conn.execute(f"SELECT count(*) FROM postgres_query({catalog}, {exists})").fetchone() == (1,)
+
+    if index_exists():
+        return
+    create = f"CREATE INDEX IF NOT EXISTS {FILE_STATISTICS_INDEX} ON ducklake_file_column_stats (table_id, column_id)"
+    try:
+        conn.execute(f"CALL postgres_execute({catalog}, {sql_literal(create)})")
+    except duckdb.Error as error:
+        # Another host's writer may have created it at the same moment. Without it the lake works, only slower,
+        # so a role that may not create indexes (not the tables' owner) still loads.
+        if not index_exists():
+            logger.warning(
+                "could not create index %s in the lake's PostgreSQL catalog (filtered reads stay slower as the lake "
+                "grows; the tables' owner can create it): %s",
+                FILE_STATISTICS_INDEX,
+                error,
+            )
 
 
 @contextlib.contextmanager

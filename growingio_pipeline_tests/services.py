@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import psycopg2
 
+from growingio_pipeline.lake import LakeSettings
 from growingio_pipeline_tests.dagster_processes import free_port, log_tail, port_is_open, stop_process_group
 
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
@@ -52,11 +53,30 @@ class PostgresServer:
         """A connection as ``user`` over TCP, authenticated by password (SCRAM)."""
         return psycopg2.connect(self.dsn(database), password=self.password)
 
-    def create_database(self, name: str) -> str:
-        """Creates database ``name`` owned by ``user`` (through the superuser's local socket) and returns it."""
+    def lake_settings(self, database: str, data_path: str) -> LakeSettings:
+        """A lake whose catalog is ``database`` of this server, as ``user``, and whose files are in ``data_path``."""
+        return LakeSettings(
+            catalog=f"postgres:{self.dsn(database)}", catalog_password=self.password, data_path=data_path
+        )
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Creates database ``name`` owned by ``user`` (through the superuser's local socket) and returns it: empty,
+        or a copy of database ``template`` (which nobody may be connected to)."""
+        copied = f' TEMPLATE "{template}"' if template else ""
         with _superuser_connection(self) as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}" OWNER "{self.user}"')
+            cursor.execute(f'CREATE DATABASE "{name}" OWNER "{self.user}"{copied}')
         return name
+
+    def create_role(self, name: str, password: str, database: str) -> None:
+        """A login role ``name`` that may read and write the tables ``user`` owns in ``database``, not own them."""
+        with _superuser_connection(self) as cursor:
+            cursor.execute(f'CREATE ROLE "{name}" LOGIN PASSWORD %s', (password,))
+        with self.connect(database) as connection, connection.cursor() as cursor:
+            cursor.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{name}"')
+
+    def drop_database(self, name: str) -> None:
+        with _superuser_connection(self) as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,16 @@ def test_backfill_concurrency_benchmark_loads_exactly_the_generated_rows_at_each
     assert figures["expected_rows"] == sum(row_count(name, hour, 300) for name in EVENT_TYPES for hour in hours)
 
 
+def test_catalog_benchmark_times_every_catalog_with_the_index_only_where_it_belongs(tmp_path: Path) -> None:
+    figures = run_benchmark("catalog_benchmark.py", tmp_path, "--files", "5", "12", "--reps", "1")
+
+    catalogs = {"postgres_indexed", "postgres_unindexed", "sqlite"}
+    assert {files: set(medians) for files, medians in figures["median_ms"].items()} == {"5": catalogs, "12": catalogs}
+    assert all(ms > 0 for medians in figures["median_ms"].values() for ms in medians.values())
+    assert figures["history_files"] == dict.fromkeys(catalogs, 12)
+    assert figures["indexed"] == {"indexed": True, "unindexed": False}
+
+
 def test_lake_backfill_benchmark_loads_every_hour_and_maintenance_leaves_fewer_files(tmp_path: Path) -> None:
     figures = run_benchmark("lake_backfill_benchmark.py", tmp_path, "--hours", "2", "--rows-per-hour", "300")
 

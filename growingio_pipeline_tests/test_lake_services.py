@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from growingio_pipeline.duckdb_extensions import extension_directory
+from growingio_pipeline.lake import FILE_STATISTICS_INDEX, connect_lake
 from growingio_pipeline_tests.services import lake_environment
 
 
@@ -57,3 +60,58 @@ def test_a_wrong_catalog_password_is_refused_without_being_echoed(postgres_serve
     assert "password authentication failed" in refused.stderr
     assert wrong not in refused.stdout + refused.stderr
     assert seaweed_s3.stored_files(bucket) == {}
+
+
+def test_a_writer_indexes_a_postgres_catalogs_file_statistics_and_filtered_reads_use_the_index(
+    postgres_server, tmp_path
+):
+    database = postgres_server.create_database("probe_lake_statistics_index")
+    settings = postgres_server.lake_settings(database, f"{tmp_path}/")
+    with connect_lake(settings) as conn:
+        conn.execute("CREATE TABLE numbers AS SELECT range AS id FROM range(1000)")
+    with connect_lake(settings):
+        pass  # a second writer finds the index and leaves it as it is
+
+    def index_scans() -> int:
+        with postgres_server.connect(database) as catalog, catalog.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_stat_force_next_flush(); "
+                "SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes WHERE indexrelname = %s",
+                (FILE_STATISTICS_INDEX,),
+            )
+            return int(cursor.fetchone()[0])
+
+    with postgres_server.connect(database) as catalog, catalog.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'ducklake_file_column_stats'")
+        definitions = [definition for (definition,) in cursor.fetchall()]
+    assert definitions == [
+        f"CREATE INDEX {FILE_STATISTICS_INDEX} ON public.ducklake_file_column_stats USING btree (table_id, column_id)"
+    ]
+    before = index_scans()
+    with connect_lake(settings, read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM numbers WHERE id >= 500").fetchone() == (500,)
+    assert index_scans() > before  # DuckLake read the table's file statistics through the index
+
+
+def test_a_writer_that_may_not_create_the_index_still_loads_and_says_why(postgres_server, tmp_path, caplog):
+    database = postgres_server.create_database("probe_lake_not_owner")
+    owner = postgres_server.lake_settings(database, f"{tmp_path}/")
+    with connect_lake(owner) as conn:
+        conn.execute("CREATE TABLE numbers (id INTEGER)")
+    with postgres_server.connect(database) as catalog, catalog.cursor() as cursor:
+        cursor.execute(f"DROP INDEX {FILE_STATISTICS_INDEX}")
+    postgres_server.create_role("lake_writer", "writer-password-8c1d", database)
+    writer = dataclasses.replace(
+        owner,
+        catalog=owner.catalog.replace(f"user={postgres_server.user}", "user=lake_writer"),
+        catalog_password="writer-password-8c1d",
+    )
+
+    with caplog.at_level(logging.WARNING, logger="growingio_pipeline.lake"), connect_lake(writer) as conn:
+        conn.execute("INSERT INTO numbers SELECT range FROM range(10)")
+
+    with connect_lake(owner, read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM numbers").fetchone() == (10,)
+    assert f"could not create index {FILE_STATISTICS_INDEX}" in caplog.text
+    assert "must be owner" in caplog.text
+    assert "writer-password-8c1d" not in caplog.text
