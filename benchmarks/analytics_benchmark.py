@@ -92,28 +92,36 @@ class BenchmarkLake:
             return LakeSettings.in_folder(self.folder)
         return self.postgres.lake_settings(self.database, f"{self.folder / 'files'}/")
 
+    @property
+    def kept_folder(self) -> Path:
+        return self.folder.with_name(self.folder.name + ".kept")
+
+    @property
+    def kept_database(self) -> str:
+        return self.database + "_kept"
+
     def create(self) -> BenchmarkLake:
         if self.postgres is not None:
             self.postgres.create_database(self.database)
         return self
 
     def keep(self) -> None:
-        shutil.copytree(self.folder, self.folder.with_name(self.folder.name + ".kept"))
+        shutil.copytree(self.folder, self.kept_folder)
         if self.postgres is not None:
-            self.postgres.create_database(self.database + "_kept", template=self.database)
+            self.postgres.create_database(self.kept_database, template=self.database)
 
     def restore(self) -> None:
         """The lake as ``keep`` left it (the catalog names the files' folder, so they go back to the same one)."""
         shutil.rmtree(self.folder)
-        shutil.copytree(self.folder.with_name(self.folder.name + ".kept"), self.folder)
+        shutil.copytree(self.kept_folder, self.folder)
         if self.postgres is not None:
             self.postgres.drop_database(self.database)
-            self.postgres.create_database(self.database, template=self.database + "_kept")
+            self.postgres.create_database(self.database, template=self.kept_database)
 
     def discard_kept(self) -> None:
-        shutil.rmtree(self.folder.with_name(self.folder.name + ".kept"))
+        shutil.rmtree(self.kept_folder)
         if self.postgres is not None:
-            self.postgres.drop_database(self.database + "_kept")
+            self.postgres.drop_database(self.kept_database)
 
 
 def fill_hours(lake: BenchmarkLake, hours: list[datetime], rows_per_hour: int) -> None:

@@ -95,7 +95,6 @@ def main(argv: list[str] | None = None) -> None:
         for settings in lakes.values():
             with connect_lake(settings) as conn:
                 conn.execute("CREATE TABLE small AS SELECT range AS id FROM range(1000)")
-        drop_statistics_index(server, "unindexed")
         written = 0
         for files in args.files:
             for settings in lakes.values():
