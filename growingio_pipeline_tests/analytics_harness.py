@@ -55,6 +55,16 @@ def run_hour(server: LocalExportServer, lake_dir: Path, partition_key: str) -> d
     )
 
 
+def load_hour_by_hour(server: LocalExportServer, lake_dir: Path, hours: Sequence[str]) -> Path:
+    """Load ``hours`` into the lake in ``lake_dir``, each with its models in its own partition run, in order."""
+    for key in hours:
+        result = run_hour(server, lake_dir, key)
+        assert result.success
+        failed = [check.check_name for check in result.get_asset_check_evaluations() if not check.passed]
+        assert failed == [], f"asset checks failed in {key}: {failed}"
+    return lake_dir
+
+
 def run_models(warehouse: WarehouseResource, partition_key: str) -> dg.ExecuteInProcessResult:
     """One real Dagster run of the models alone for one hour (the raw tables as they are in the lake)."""
     return dg.materialize(

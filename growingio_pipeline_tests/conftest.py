@@ -42,6 +42,7 @@ LONGEST_FILES = (
     "test_demo.py",
     "test_cli.py",
     "test_analytics_lake.py",
+    "test_analytics_reissue.py",
 )
 """The test files that take longest (minutes each on 2 cores, ``--durations``), longest first."""
 
@@ -78,6 +79,15 @@ def make_local_server() -> Iterator[Callable[..., LocalExportServer]]:
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def analytics_server() -> Iterator[LocalExportServer]:
+    """One server per test module (a module may export its hours again), 1,000 page rows an hour: every kind of
+    ad match the analytics models make occurs in eight hours."""
+    server = start_server(rows_per_hour=1000)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def test_every_model_is_an_hourly_asset_downstream_of_the_raw_tables() -> None:
     assert ANALYTICS_ASSETS.partitions_def == PARTITIONS_DEF
     sessions_deps = ANALYTICS_ASSETS.asset_deps[dg.AssetKey(["analytics", "sessions"])]
     assert {dg.AssetKey(["growingio", name]) for name in ("visit", "page", "action", "custom_event")} <= sessions_deps
-    assert dg.AssetKey(["analytics", "sessions"]) in ANALYTICS_ASSETS.asset_deps[dg.AssetKey(["analytics", "users"])]
+    assert dg.AssetKey(["analytics", "visitors"]) in ANALYTICS_ASSETS.asset_deps[dg.AssetKey(["analytics", "users"])]
 
 
 def test_dbt_tests_are_asset_checks_on_the_models() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
@@ -17,12 +16,13 @@ import pytest
 
 from growingio_pipeline.analytics_assets import environment_set
 from growingio_pipeline.lake import LakeSettings, connect_lake, write_transaction
-from growingio_pipeline.local_server import BEIJING, FrozenClock, LocalExportServer
+from growingio_pipeline.local_server import BEIJING, LocalExportServer
 from growingio_pipeline.maintenance import maintain
 from growingio_pipeline_tests.analytics_harness import (
     MODELS,
     USER_MODELS,
     hour_keys,
+    load_hour_by_hour,
     model_rows,
     partition_run_environment,
     query,
@@ -30,7 +30,6 @@ from growingio_pipeline_tests.analytics_harness import (
     run_hour,
     run_models,
 )
-from growingio_pipeline_tests.conftest import LOCAL_SERVER_NOW, LOCAL_SERVER_SETTINGS
 from growingio_pipeline_tests.pipeline_harness import warehouse_resource
 
 # Eight hours over two Beijing dates: sessions cross midnight, visits sit in the hour before their pages,
@@ -40,25 +39,9 @@ HOURS = hour_keys(datetime(2026, 11, 27, 20, tzinfo=BEIJING), 8)
 
 
 @pytest.fixture(scope="module")
-def module_local_server() -> Iterator[LocalExportServer]:
-    """One server for the module (1,000 page rows an hour, so every kind of ad match occurs in eight hours)."""
-    server = LocalExportServer(
-        **{**LOCAL_SERVER_SETTINGS, "rows_per_hour": 1000, "clock": FrozenClock(LOCAL_SERVER_NOW)}
-    )
-    yield server.start()
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def loaded_hour_by_hour(tmp_path_factory: pytest.TempPathFactory, module_local_server: LocalExportServer) -> Path:
+def loaded_hour_by_hour(tmp_path_factory: pytest.TempPathFactory, analytics_server: LocalExportServer) -> Path:
     """A lake where every hour was loaded and its models built by its own partition run, in order."""
-    lake_dir = tmp_path_factory.mktemp("incremental")
-    for key in HOURS:
-        result = run_hour(module_local_server, lake_dir, key)
-        assert result.success
-        failed = [check.check_name for check in result.get_asset_check_evaluations() if not check.passed]
-        assert failed == [], f"asset checks failed in {key}: {failed}"
-    return lake_dir
+    return load_hour_by_hour(analytics_server, tmp_path_factory.mktemp("incremental"), HOURS)
 
 
 @pytest.mark.slow
@@ -129,13 +112,13 @@ def test_dbt_docs_describe_every_column_of_every_model(loaded_hour_by_hour: Path
 
 @pytest.mark.slow
 def test_rerunning_an_hour_after_its_raw_rows_are_reloaded_changes_nothing(
-    loaded_hour_by_hour: Path, module_local_server: LocalExportServer
+    loaded_hour_by_hour: Path, analytics_server: LocalExportServer
 ) -> None:
     before = model_rows(loaded_hour_by_hour, USER_MODELS)
     indexed = query(loaded_hour_by_hour, SESSION_INDEX_KEYS)
 
     for key in (HOURS[4], HOURS[-1]):  # the hour after midnight, and the latest hour
-        assert run_hour(module_local_server, loaded_hour_by_hour, key).success
+        assert run_hour(analytics_server, loaded_hour_by_hour, key).success
 
     assert model_rows(loaded_hour_by_hour, USER_MODELS) == before
     assert query(loaded_hour_by_hour, SESSION_INDEX_KEYS) == indexed

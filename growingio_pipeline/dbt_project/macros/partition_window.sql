@@ -33,6 +33,19 @@
   {%- endif -%}
 {%- endmacro %}
 
+{#
+  The rows of the run's own export hours, as a filter on a TIMESTAMPTZ `column` holding export hours: literal
+  bounds, so DuckLake skips other hours' files. Every row in a full build.
+#}
+{% macro window_export_hours(column='export_hour') -%}
+  {%- if is_partition_run() -%}
+    ({{ column }} >= {{ export_hour("'" ~ window_key('START') ~ "'") }}
+     and {{ column }} < {{ export_hour("'" ~ window_key('END') ~ "'") }})
+  {%- else -%}
+    true
+  {%- endif -%}
+{%- endmacro %}
+
 {# The run's hours widened by `days` on both sides; `true` in a full build. #}
 {% macro near_window(days, column='_partition_key') -%}
   {%- if is_partition_run() -%}

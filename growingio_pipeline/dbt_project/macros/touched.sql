@@ -22,6 +22,29 @@
 -- depends_on: {{ ref('session_hours') }}
 {%- endmacro %}
 
+{#
+  The rows of the touched sessions, as a filter: what a model keyed by session or page view rebuilds (every row
+  in a full build). The touched sessions include those whose rows a reload removed from the window's hours.
+#}
+{% macro touched_session_rows() -%}
+  {%- if is_partition_run() -%}
+  (visit_user_id, session_id) in (
+      select visit_user_id, session_id
+      from ({{ indexed_touched_sessions() if session_index_exists() else touched_sessions() }}))
+  {%- else -%}
+  true
+  {%- endif -%}
+{%- endmacro %}
+
+{# The rows of the touched visitors, as a filter (every row in a full build). #}
+{% macro touched_visitor_rows() -%}
+  {%- if is_partition_run() -%}
+  visit_user_id in ({{ touched_visitors() }})
+  {%- else -%}
+  true
+  {%- endif -%}
+{%- endmacro %}
+
 {% macro touched_sessions() -%}
   select distinct visit_user_id, session_id from ({{ session_rows_in_window('visit_user_id, session_id') }})
 {%- endmacro %}
@@ -36,8 +59,9 @@
 
 {#
   The same sessions from the session index, which this run has just rebuilt for its hours: one small scan
-  instead of six. Should a reload land after that, its own partition run, which starts after this one ends,
-  rebuilds what it changed.
+  instead of six. It also names the sessions whose rows a reload removed from these hours (departed), so
+  that the run rebuilds or deletes them. Should a reload land after that, its own partition run, which starts
+  after this one ends, rebuilds what it changed.
 #}
 {% macro indexed_touched_sessions() -%}
   select distinct visit_user_id, session_id from {{ ref('session_hours') }} where {{ in_window() }}
@@ -68,6 +92,7 @@
     select i._partition_key from {{ index }} i
     semi join ({{ indexed_touched_sessions() }}) t using (visit_user_id, session_id)
     where {{ near_window(cap, 'i._partition_key') }} and i._partition_key in (select _partition_key from current_hours)
+      and i.departed is not true
     union
     select _partition_key from raw_hours where _partition_key not in (select _partition_key from current_hours)
   {%- endset -%}

@@ -12,9 +12,23 @@
   {%- endif -%}
 {%- endmacro %}
 
+{#
+  A model whose config names `rebuilds` (a macro giving a filter of the rows the run rebuilds) deletes those rows
+  too, not only the rows whose key the run writes again: a session, page view or visitor whose rows a reload
+  removed has no new row to replace it.
+#}
 {% macro duckdb__get_delete_insert_merge_sql(target, source, unique_key, dest_columns, incremental_predicates) -%}
   commit;
   select growingio_write_turn('take');
   begin transaction;
+  {%- set rebuilds = config.get('rebuilds') %}
+  {%- if rebuilds %}
+  {%- set keys = [unique_key] if unique_key is string else unique_key %}
+  {%- set columns = get_quoted_csv(dest_columns | map(attribute="name")) %}
+  delete from {{ target }}
+  where ({{ context[rebuilds]() }}) or ({{ keys | join(', ') }}) in (select {{ keys | join(', ') }} from {{ source }});
+  insert into {{ target }} ({{ columns }}) select {{ columns }} from {{ source }}
+  {%- else %}
   {{ dbt.duckdb__get_delete_insert_merge_sql(target, source, unique_key, dest_columns, incremental_predicates) }}
+  {%- endif %}
 {%- endmacro %}

@@ -1,4 +1,4 @@
-{{ config(unique_key=['visit_user_id', 'session_id']) }}
+{{ config(unique_key=['visit_user_id', 'session_id'], rebuilds='touched_session_rows') }}
 {{ depends_on_session_index() }}
 {% set hours = session_hours_to_read() %}
 {#

@@ -1,5 +1,5 @@
-{{ config(unique_key='export_hour') }}
-{# One row per page, action and custom_event row. A partition run replaces its own hours. #}
+{{ config(unique_key='export_hour', rebuilds='window_export_hours') }}
+{# One row per page, action and custom_event row. A partition run replaces its own hours, emptied ones too. #}
 
 with rows as (
     select 'page' as event_type, page_request_id as event_id, visit_user_id, session_id, page_request_id,
