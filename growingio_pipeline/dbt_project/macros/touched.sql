@@ -28,9 +28,7 @@
 #}
 {% macro touched_session_rows() -%}
   {%- if is_partition_run() -%}
-  (visit_user_id, session_id) in (
-      select visit_user_id, session_id
-      from ({{ indexed_touched_sessions() if session_index_exists() else touched_sessions() }}))
+  (visit_user_id, session_id) in (select visit_user_id, session_id from ({{ run_touched_sessions() }}))
   {%- else -%}
   true
   {%- endif -%}
@@ -43,6 +41,11 @@
   {%- else -%}
   true
   {%- endif -%}
+{%- endmacro %}
+
+{# The touched sessions: from the session index when the lake has one, else from the raw tables. #}
+{% macro run_touched_sessions() -%}
+  {{ indexed_touched_sessions() if session_index_exists() else touched_sessions() }}
 {%- endmacro %}
 
 {% macro touched_sessions() -%}
@@ -179,7 +182,7 @@
   else from the raw tables.
 #}
 {% macro touched_visitors() -%}
-  select distinct visit_user_id from ({{ indexed_touched_sessions() if session_index_exists() else touched_sessions() }})
+  select distinct visit_user_id from ({{ run_touched_sessions() }})
 {%- endmacro %}
 
 {#

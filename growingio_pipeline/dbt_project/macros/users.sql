@@ -25,10 +25,10 @@
 {#
   The export hours to read again the vstr rows of visitors whose kept visitor variables came from the window's
   hours (a reload may have removed that row): every hour the session index places those visitors in. Usually
-  none. Also none for a table built before it kept each value's export hour.
+  none. Only for a table that keeps each value's export hour (visitor_variables_hours_kept).
 #}
 {% macro hours_of_replaced_visitor_variables() -%}
-  {%- if not (is_partition_run() and session_index_exists() and visitor_variables_hours_kept()) -%}
+  {%- if not (is_partition_run() and session_index_exists()) -%}
     {{ return([]) }}
   {%- endif -%}
   {%- set hours_query -%}

@@ -1,7 +1,8 @@
 {{ config(unique_key='visit_user_id', rebuilds='touched_visitor_rows', on_schema_change='append_new_columns') }}
 {{ depends_on_session_index() }}
-{% set reread_hours = hours_of_replaced_visitor_variables() %}
-{% set kept_export_hour = 'visitor_variables_export_hour' if visitor_variables_hours_kept() else 'null::timestamptz' %}
+{% set export_hour_kept = visitor_variables_hours_kept() %}
+{% set reread_hours = hours_of_replaced_visitor_variables() if export_hour_kept else [] %}
+{% set kept_export_hour = 'visitor_variables_export_hour' if export_hour_kept else 'null::timestamptz' %}
 {#
   One row per visit_user_id: the latest login it was seen with and its user_key, from its sessions.
   A partition run rebuilds the visitors it touches from their rows in analytics.sessions (one column
