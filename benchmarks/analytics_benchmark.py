@@ -5,6 +5,7 @@ Usage (from the repository root, with the project's venv)::
     python benchmarks/analytics_benchmark.py                                   # 20,000 page rows an hour
     python benchmarks/analytics_benchmark.py --rows-per-hour 2000 --big-rows-per-hour 100000 --rebuild-days 2
     python benchmarks/analytics_benchmark.py --catalog postgres   # the catalog in a PostgreSQL server it starts
+    python benchmarks/analytics_benchmark.py --history-hours 48 --history-built-by partition-runs
 
 The raw tables are filled straight from the local server's generator (typed with the registry's casts),
 not through the export API and the parser: this measures the models, and the loading path has its own
@@ -17,8 +18,10 @@ have waited for the models.
 
 - hour 1: the partition run of the first hour, on a lake that holds only that hour (models made empty first);
 - hour N (``--history-hours``, default 48, 96 and 168): the partition run of the Nth hour, after the hours
-  before it were built. The session models read only the hours the session index places their sessions in;
-  the daily numbers read their whole days, and visitors and users their visitors' whole history;
+  before it were built: by one full rebuild, or with ``--history-built-by partition-runs`` as the pipeline
+  builds them (each hour's partition run in turn, the daily lake maintenance after every 24th), which leaves
+  the models' files as they are in operation. The session models read only the hours the session index places
+  their sessions in; the daily numbers read their whole days, and visitors and users their visitors' whole history;
 - the partition runs are timed ``--reps`` times each (default 5), alternating between the hours, each on a
   fresh copy of its lake: medians with the range, and each model's median;
 - big hour: the partition run of one hour at ``--big-rows-per-hour`` page rows (types in proportion);
@@ -46,6 +49,7 @@ from growingio_pipeline.event_types import EVENT_TYPES, ColumnKind
 from growingio_pipeline.lake import LakeSettings, connect_lake
 from growingio_pipeline.local_server import BEIJING
 from growingio_pipeline.local_server.generator import generate_hour
+from growingio_pipeline.maintenance import maintain
 from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline.warehouse import ensure_schema
 
@@ -220,14 +224,31 @@ def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def prepared_lake(lake: BenchmarkLake, hours: list[datetime], number: int, rows_per_hour: int) -> BenchmarkLake:
-    """``lake`` with its models built over the ``number - 1`` hours before hour ``number``, then that hour's raw
-    rows added, and kept (``BenchmarkLake.keep``) to restore before each run."""
-    fill_hours(lake, hours[: number - 1], rows_per_hour)
+def prepared_lake(
+    lake: BenchmarkLake, hours: list[datetime], number: int, rows_per_hour: int, built_by: str
+) -> BenchmarkLake:
+    """``lake`` with its models built over the ``number - 1`` hours before hour ``number`` (``built_by``: one full
+    rebuild, or ``partition-runs`` as the pipeline builds them), then that hour's raw rows added, and kept
+    (``BenchmarkLake.keep``) to restore before each run."""
+    history = hours[: number - 1]
+    fill_hours(lake, history if built_by == "rebuild" else [], rows_per_hour)
     dbt_build(lake, None, "--full-refresh")
+    if built_by == "partition-runs":
+        operate(lake, history, rows_per_hour)
     fill_hours(lake, hours[number - 1 : number], rows_per_hour)
     lake.keep()
     return lake
+
+
+def operate(lake: BenchmarkLake, hours: list[datetime], rows_per_hour: int) -> None:
+    """Land ``hours`` as the pipeline does: each hour's rows, then its partition run, and the daily lake maintenance
+    (default snapshot age) after every 24th hour."""
+    for number, hour in enumerate(hours, start=1):
+        fill_hours(lake, [hour], rows_per_hour)
+        partition_run(lake, hour)
+        if number % 24 == 0:
+            with connect_lake(lake.settings) as conn:
+                maintain(conn)
 
 
 def alternating_partition_runs(
@@ -256,6 +277,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rebuild-days", type=int, default=15)
     parser.add_argument("--reps", type=int, default=5, help="timed partition runs of each hour, alternating")
     parser.add_argument(
+        "--history-built-by",
+        choices=["rebuild", "partition-runs"],
+        default="rebuild",
+        help="partition-runs: each hour's partition run in turn, with the daily maintenance (slow: ~7 s an hour)",
+    )
+    parser.add_argument(
         "--catalog", choices=["sqlite", "postgres"], default="sqlite", help="postgres: a local server this run starts"
     )
     args = parser.parse_args(argv)
@@ -271,7 +298,8 @@ def main(argv: list[str] | None = None) -> None:
 
         numbers = [1, *sorted(args.history_hours)]
         lakes = {
-            number: prepared_lake(new_lake(f"hour-{number}"), hours, number, args.rows_per_hour) for number in numbers
+            number: prepared_lake(new_lake(f"hour-{number}"), hours, number, args.rows_per_hour, args.history_built_by)
+            for number in numbers
         }
         for number, figures in alternating_partition_runs(lakes, hours, args.reps).items():
             low, high = figures["models_range"]
@@ -296,7 +324,12 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
     catalog = "a PostgreSQL catalog" if args.catalog == "postgres" else "a SQLite catalog"
-    print("\n".join(["", f"analytics models, {args.rows_per_hour:,} page rows an hour, {catalog}:", *lines]))
+    history = "built by partition runs" if args.history_built_by == "partition-runs" else "built by a full rebuild"
+    print(
+        "\n".join(
+            ["", f"analytics models, {args.rows_per_hour:,} page rows an hour, {catalog}, history {history}:", *lines]
+        )
+    )
 
 
 if __name__ == "__main__":

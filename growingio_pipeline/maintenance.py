@@ -1,8 +1,13 @@
-"""Lake maintenance: merge small files, expire old snapshots, delete files no snapshot needs.
+"""Lake maintenance: rewrite files with many deleted rows, merge small files, expire old snapshots, delete files
+no snapshot needs.
 
 Every hourly load adds files and snapshots; a partition replaced makes its old files garbage once no
-snapshot reads them. Each step is its own DuckLake transaction, so loads go on beside it: a step whose
-commit conflicts with a load is retried (``lake.write_transaction``), and so is the load.
+snapshot reads them. Every partition run of the analytics models adds a file to each model and deletes the rows
+it rebuilds from earlier files; DuckLake merges no file that has deleted rows, so without the rewrite a model
+would keep one file and one delete file per hour for ever, and each run would read them all.
+
+Each step is its own DuckLake transaction, so loads go on beside it: a step whose commit conflicts with a load
+is retried (``lake.write_transaction``), and so is the load.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ import duckdb
 from growingio_pipeline.lake import LAKE_DATABASE, METADATA_DATABASE, write_transaction
 
 DEFAULT_SNAPSHOT_AGE = timedelta(days=7)
+REWRITE_DELETED_SHARE = 0.1
+"""A file is rewritten without its deleted rows once this share of them is deleted. A model's hourly file loses
+about a quarter of its rows to the next hours' runs (the sessions that go on), and a visitors or users file
+nearly all of them; a file merged from many hours loses a small share a day, and is not rewritten for it."""
 ORPHAN_AGE = timedelta(days=1)
 """Files no snapshot lists (left by a killed writer) are deleted once this old: a load still writing is
 younger, and its files are not listed until it commits."""
@@ -68,11 +77,13 @@ def _call(conn: duckdb.DuckDBPyConnection, sql: str, *params: object) -> list[tu
 
 
 def maintain(conn: duckdb.DuckDBPyConnection, snapshot_age: timedelta = DEFAULT_SNAPSHOT_AGE) -> MaintenanceResult:
-    """Merge adjacent small files, expire snapshots older than ``snapshot_age``, delete unneeded files."""
+    """Rewrite files with many deleted rows, merge adjacent small files, expire snapshots older than
+    ``snapshot_age``, delete unneeded files."""
     if snapshot_age < timedelta(0):
         raise ValueError(f"snapshot_age must not be negative, got {snapshot_age}")
     now = datetime.now(timezone.utc)
     before = lake_files(conn)
+    _call(conn, "CALL ducklake_rewrite_data_files(?, delete_threshold => ?)", REWRITE_DELETED_SHARE)
     _call(conn, "CALL ducklake_merge_adjacent_files(?)")
     expired = _call(conn, "CALL ducklake_expire_snapshots(?, older_than => ?)", now - snapshot_age)
     # Files the expired snapshots (and merges) left: no remaining snapshot reads them.

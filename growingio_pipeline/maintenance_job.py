@@ -40,7 +40,10 @@ def maintain_lake(
     return dg.Output(None, metadata=metadata)
 
 
-@dg.job(name=MAINTENANCE_JOB, description="Keeps the lake compact: merges files, expires snapshots, deletes.")
+@dg.job(
+    name=MAINTENANCE_JOB,
+    description="Keeps the lake compact: rewrites and merges files, expires snapshots, deletes.",
+)
 def lake_maintenance_job() -> None:
     maintain_lake()
 

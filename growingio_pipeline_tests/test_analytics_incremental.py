@@ -128,19 +128,43 @@ SESSION_INDEX_KEYS = "SELECT visit_user_id, session_id, _partition_key FROM anal
 
 
 @pytest.mark.slow
-def test_lake_maintenance_merging_an_hours_files_keeps_the_session_index_trusted(
+def test_lake_maintenance_compacts_the_models_and_keeps_the_session_index_trusted(
     loaded_hour_by_hour: Path, tmp_path: Path
 ) -> None:
+    for key in HOURS[-2:]:  # partition runs delete the rows they rebuild from older files: files with deleted rows
+        assert run_models(warehouse_resource(loaded_hour_by_hour), key).success
+    models = model_rows(loaded_hour_by_hour)
     latest = HOURS[-1]
     hours_read = hours_read_by_sessions(loaded_hour_by_hour, latest, tmp_path / "before")
     assert 0 < len(hours_read) < len(HOURS), hours_read  # the index narrows the read to the sessions' hours
     assert max(page_files_per_hour(loaded_hour_by_hour).values()) > 1  # hours of several parts: files to merge
+    assert set(model_files(loaded_hour_by_hour)) >= {"sessions", "page_views", "visitors", "users"}
 
     with closing(connect_lake(LakeSettings.in_folder(loaded_hour_by_hour))) as conn:
         maintain(conn)
 
     assert set(page_files_per_hour(loaded_hour_by_hour).values()) == {1}
+    assert model_files(loaded_hour_by_hour) == {}, "files with deleted rows are rewritten, then merged"
+    assert model_rows(loaded_hour_by_hour) == models
     assert hours_read_by_sessions(loaded_hour_by_hour, latest, tmp_path / "after") == hours_read
+
+
+def model_files(lake_dir: Path) -> dict[str, tuple[int, int]]:
+    """The models whose current snapshot reads more than one data file, or delete files: (data, delete files)."""
+    listings = " UNION ALL ".join(
+        f"SELECT '{model}' AS model, data_file, delete_file "
+        f"FROM ducklake_list_files('lake', '{model}', schema => 'analytics')"
+        for model in MODELS
+        if model != "custom_events"  # a view
+    )
+    return {
+        model: (files, delete_files)
+        for model, files, delete_files in query(
+            lake_dir,
+            f"SELECT model, count(*), count(delete_file) FROM ({listings}) GROUP BY model "
+            "HAVING count(*) > 1 OR count(delete_file) > 0",
+        )
+    }
 
 
 def hours_read_by_sessions(lake_dir: Path, partition_key: str, target: Path) -> list[str]:
