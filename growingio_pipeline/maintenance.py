@@ -22,7 +22,7 @@ from growingio_pipeline.lake import LAKE_DATABASE, METADATA_DATABASE, write_tran
 
 DEFAULT_SNAPSHOT_AGE = timedelta(days=7)
 REWRITE_DELETED_SHARE = 0.1
-"""A file is rewritten without its deleted rows once this share of them is deleted. A model's hourly file loses
+"""A file is rewritten without its deleted rows once this share of its rows is deleted. A model's hourly file loses
 about a quarter of its rows to the next hours' runs (the sessions that go on), and a visitors or users file
 nearly all of them; a file merged from many hours loses a small share a day, and is not rewritten for it."""
 ORPHAN_AGE = timedelta(days=1)
