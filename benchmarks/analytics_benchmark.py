@@ -1,4 +1,4 @@
-"""The analytics models: a partition run at hour 1 and at hour 48, one hour at a large volume, a full rebuild.
+"""The analytics models: a partition run at hours 1, 2 and 48, one hour at a large volume, a full rebuild.
 
 Usage (from the repository root, with the project's venv)::
 
@@ -17,11 +17,13 @@ statement that takes it to the one that gives it back), which is the longest a l
 have waited for the models.
 
 - hour 1: the partition run of the first hour, on a lake that holds only that hour (models made empty first);
-- hour N (``--history-hours``, default 48, 96 and 168): the partition run of the Nth hour, after the hours
+- hour N (``--history-hours``, default 2, 24, 25, 48, 96 and 168): the partition run of the Nth hour, after the hours
   before it were built: by one full rebuild, or with ``--history-built-by partition-runs`` as the pipeline
   builds them (each hour's partition run in turn, the daily lake maintenance after every 24th), which leaves
   the models' files as they are in operation. The session models read only the hours the session index places
-  their sessions in; the daily numbers read their whole days, and visitors and users their visitors' whole history;
+  their sessions in; the daily numbers read their whole days, and visitors and users their visitors' whole history.
+  Hour 2 is the first with an hour before it, whose sessions go on into it; hours 24 and 48 end a Beijing day
+  (hours 1 and 25 begin one), so that hour 48 against hour 24 is the same run with twice the history;
 - the partition runs are timed ``--reps`` times each (default 5), alternating between the hours, each on a
   fresh copy of its lake: medians with the range, and each model's median;
 - big hour: the partition run of one hour at ``--big-rows-per-hour`` page rows (types in proportion);
@@ -272,7 +274,7 @@ def raw_rows(lake: BenchmarkLake) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows-per-hour", type=int, default=20_000, help="page rows an hour (types in proportion)")
-    parser.add_argument("--history-hours", type=int, nargs="+", default=[48, 96, 168])
+    parser.add_argument("--history-hours", type=int, nargs="+", default=[2, 24, 25, 48, 96, 168])
     parser.add_argument("--big-rows-per-hour", type=int, default=1_000_000)
     parser.add_argument("--rebuild-days", type=int, default=15)
     parser.add_argument("--reps", type=int, default=5, help="timed partition runs of each hour, alternating")

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -121,17 +121,15 @@ class SeaweedS3:
 
 def lake_environment(postgres: PostgresServer, database: str, s3: SeaweedS3, data_path: str) -> dict[str, str]:
     """The lake's configuration variables (PostgreSQL catalog, S3 data files) for these servers."""
-    return {
-        "GROWINGIO_LAKE_CATALOG": f"postgres:{postgres.dsn(database)}",
-        "GROWINGIO_LAKE_CATALOG_PASSWORD": postgres.password,
-        "GROWINGIO_LAKE_DATA_PATH": data_path,
-        "GROWINGIO_S3_ENDPOINT": s3.endpoint,
-        "GROWINGIO_S3_ACCESS_KEY_ID": s3.access_key_id,
-        "GROWINGIO_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
-        "GROWINGIO_S3_REGION": s3.region,
-        "GROWINGIO_S3_USE_SSL": "false",
-        "GROWINGIO_S3_URL_STYLE": "path",
-    }
+    settings = replace(
+        postgres.lake_settings(database, data_path),
+        s3_endpoint=s3.endpoint,
+        s3_access_key_id=s3.access_key_id,
+        s3_secret_access_key=s3.secret_access_key,
+        s3_region=s3.region,
+        s3_use_ssl=False,
+    )
+    return settings.environment()
 
 
 def postgres_bin_dir() -> Path:

@@ -188,28 +188,33 @@ def page_files_per_hour(lake_dir: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_visitors_and_users_find_their_visitors_in_the_raw_tables_on_a_lake_without_the_session_index(
+def test_visitors_users_and_daily_metrics_find_what_they_rebuild_in_the_raw_tables_on_a_lake_without_the_index(
     loaded_hour_by_hour: Path, tmp_path: Path
 ) -> None:
     latest = HOURS[-1]
-    before = model_rows(loaded_hour_by_hour, ["visitors", "users"])
+    models = ["visitors", "users", "daily_metrics"]
+    before = model_rows(loaded_hour_by_hour, models)
     indexed = query(loaded_hour_by_hour, SESSION_INDEX_KEYS)
     latest_visitors = f"(SELECT list(visit_user_id) FROM growingio.page WHERE _partition_key = '{latest}')"
+    latest_date = f"strptime('{latest[:8]}', '%Y%m%d')::DATE"
 
-    # A lake made before the index, and the latest hour's visitors and users counted wrong: only a run that finds
-    # its visitors without the index counts them again (their visitor variables are kept from the table itself).
+    # A lake made before the index, and the latest hour's visitors, users and day counted wrong: only a run that
+    # finds its visitors and sessions without the index counts them again (visitor variables are kept from the
+    # table itself).
     miscount = (
         "DROP TABLE analytics.session_hours",
         f"UPDATE analytics.visitors SET sessions = 0 WHERE list_contains({latest_visitors}, visit_user_id)",
         f"UPDATE analytics.users SET sessions = 0 WHERE list_has_any(visit_user_ids, {latest_visitors})",
+        f"UPDATE analytics.daily_metrics SET sessions = 0 WHERE beijing_date = {latest_date}",
     )
     with closing(connect_lake(LakeSettings.in_folder(loaded_hour_by_hour))) as conn:
         write_transaction(conn, lambda lake: [lake.execute(statement) for statement in miscount])
-    assert model_rows(loaded_hour_by_hour, ["visitors", "users"]) != before
+    miscounted = model_rows(loaded_hour_by_hour, models)
+    assert all(miscounted[model] != before[model] for model in models)
     with environment_set(partition_run_environment(latest)):
-        run_dbt(loaded_hour_by_hour, ["run", "--select", "visitors users"], tmp_path / "partition-run")
+        run_dbt(loaded_hour_by_hour, ["run", "--select", " ".join(models)], tmp_path / "partition-run")
 
-    assert model_rows(loaded_hour_by_hour, ["visitors", "users"]) == before
+    assert model_rows(loaded_hour_by_hour, models) == before
     run_dbt(loaded_hour_by_hour, ["run", "--select", "session_hours"], tmp_path / "index")
     assert query(loaded_hour_by_hour, SESSION_INDEX_KEYS) == indexed
 

@@ -84,6 +84,25 @@ def test_an_hour_exported_again_with_no_rows_leaves_the_models_a_full_rebuild_wo
 
 
 @pytest.mark.slow
+def test_an_hour_exported_again_without_its_ad_clicks_leaves_the_models_a_full_rebuild_would(
+    loaded_lake: Path, analytics_server: LocalExportServer, tmp_path: Path
+) -> None:
+    before_midnight = HOURS[1]
+    later_days = f"SELECT * FROM analytics.ads_attribution WHERE beijing_date > DATE '{iso_date(before_midnight)}'"
+    matched_later = query(loaded_lake, later_days)
+    assert query(
+        loaded_lake, f"SELECT count(*) FROM growingio.ads_track_click WHERE _partition_key = '{before_midnight}'"
+    )[0][0]
+
+    analytics_server.override_parts("ads_track_click", before_midnight[:10], [])
+    assert run_hour(analytics_server, loaded_lake, before_midnight).success
+
+    # the clicks matched activations of the next day, whose numbers a run of the hour must rebuild
+    assert query(loaded_lake, later_days) != matched_later
+    assert_equals_a_full_rebuild(loaded_lake, tmp_path / "full")
+
+
+@pytest.mark.slow
 def test_a_lake_built_before_departed_entries_gets_their_columns_on_its_next_partition_run(
     loaded_lake: Path, analytics_server: LocalExportServer
 ) -> None:
@@ -120,3 +139,7 @@ def departed_sessions(partition_key: str) -> str:
 
 def export_hour_is(partition_key: str) -> str:
     return f"strftime(timezone('Asia/Shanghai', export_hour), '%Y%m%d%H%M') = '{partition_key}'"
+
+
+def iso_date(partition_key: str) -> str:
+    return f"{partition_key[:4]}-{partition_key[4:6]}-{partition_key[6:8]}"

@@ -87,3 +87,19 @@
 {% macro in_days(days, date_expression) -%}
   {{ date_expression }} in ({% for day in days %}date '{{ day }}'{{ ', ' if not loop.last }}{% endfor %})
 {%- endmacro %}
+
+{#
+  The Beijing dates within attribution_days of the run's hours, as a filter on a DATE `column`: the ad days a
+  partition run can change (its clicks match activations up to that many days later, its visits make activations
+  up to that many days earlier returning, and a reload can take any of them away). Every row in a full build.
+#}
+{% macro attribution_days_around_window(column='beijing_date') -%}
+  {%- if is_partition_run() -%}
+  {%- set reach = modules.datetime.timedelta(days=var('attribution_days')) -%}
+  {%- set first = modules.datetime.datetime.strptime(window_key('START'), '%Y%m%d%H%M') - reach -%}
+  {%- set last = modules.datetime.datetime.strptime(window_key('END'), '%Y%m%d%H%M') - modules.datetime.timedelta(minutes=1) + reach -%}
+    ({{ column }} between date '{{ first.date() }}' and date '{{ last.date() }}')
+  {%- else -%}
+    true
+  {%- endif -%}
+{%- endmacro %}

@@ -202,7 +202,7 @@
     select strftime(strptime('{{ window_key("END") }}', '%Y%m%d%H%M') - interval 1 minute, '%Y-%m-%d')
     union
     select strftime(s.beijing_date, '%Y-%m-%d') from {{ ref('sessions') }} s
-    semi join ({{ indexed_touched_sessions() }}) t using (visit_user_id, session_id)
+    semi join ({{ run_touched_sessions() }}) t using (visit_user_id, session_id)
     -- the literal bounds let DuckLake skip files; the window test is the exact one
     where s.beijing_date between date '{{ lowest.date() }}' and date '{{ highest.date() }}'
       and {{ near_window(cap, "strftime(s.beijing_date, '%Y%m%d0000')") }}

@@ -1,15 +1,16 @@
 {#
   The user keys a partition run can change: every touched visitor's own id, its key now (analytics.visitors,
   rebuilt before) and every key whose members include it (this table). That includes each one's old and new
-  key, whatever changed, and the keys of visitors a reload removed.
+  key, whatever changed, and the keys of visitors a reload removed. The touched visitors are read once.
 #}
 {% macro affected_user_keys() -%}
-  select visit_user_id from ({{ touched_visitors() }})
+  with touched as materialized ({{ touched_visitors() }})
+  select visit_user_id from touched
   union
-  select user_key from {{ ref('visitors') }} where visit_user_id in ({{ touched_visitors() }})
+  select user_key from {{ ref('visitors') }} semi join touched using (visit_user_id)
   union
   select user_key from (select user_key, unnest(visit_user_ids) as visit_user_id from {{ this }})
-  semi join ({{ touched_visitors() }}) t using (visit_user_id)
+  semi join touched using (visit_user_id)
 {%- endmacro %}
 
 {# After the rebuild, in its transaction: the affected user keys no visitor has any more. #}

@@ -1,10 +1,11 @@
-{{ config(unique_key='beijing_date') }}
+{{ config(unique_key='beijing_date', rebuilds='attribution_days_around_window') }}
 {#
   One row per (beijing_date, link_id): clicks on the link that day, activations the vendor attributed
   to it, and activations that this model matches to an earlier click of the link within
   `attribution_days`, by device id (idfa, IMEI, androidId, OAID; the latest such click wins), else by
-  IP and user agent. A partition run rebuilds the days it falls in and the days of activations its
-  clicks or visits can change.
+  IP and user agent. A partition run rebuilds every day within `attribution_days` of its hours, the days
+  its clicks, activations and visits can change, and deletes those days' rows first (config `rebuilds`),
+  so that a day a reload left without clicks or activations loses its rows too.
 #}
 
 {% set days = var('attribution_days') %}
@@ -55,39 +56,17 @@ returned as (
       and v.send_time > a.send_time and v.send_time <= a.send_time + interval {{ days }} day
 ),
 
-dates as (
-    {% if is_partition_run() %}
-    select {{ beijing_date('event_time') }} as d from {{ source('growingio', 'ads_track_click') }}
-    where {{ in_window() }}
-    union
-    select beijing_date from activations where {{ in_window() }}
-    union
-    select a.beijing_date from activations a join candidates c using (activation_id)
-    where c.click_id in (select hash(idfa, imei, android_id, oaid, ip, user_agent, event_time, link_id, uuid)
-                         from {{ source('growingio', 'ads_track_click') }} where {{ in_window() }})
-    union
-    select a.beijing_date from activations a
-    join {{ source('growingio', 'visit') }} v on v.visit_user_id = a.visit_user_id
-    where {{ in_window('v._partition_key') }}
-      and v.send_time > a.send_time and v.send_time <= a.send_time + interval {{ days }} day
-    {% else %}
-    select distinct {{ beijing_date('event_time') }} as d from {{ source('growingio', 'ads_track_click') }}
-    union
-    select beijing_date from activations
-    {% endif %}
-),
-
 click_counts as (
     select {{ beijing_date('event_time') }} as beijing_date, link_id, count(*) as clicks
     from clicks
-    where {{ beijing_date('event_time') }} in (select d from dates)
+    where {{ attribution_days_around_window(beijing_date('event_time')) }}
     group by all
 ),
 
 activation_counts as (
     select beijing_date, link_id, count(*) as activations
     from activations
-    where beijing_date in (select d from dates)
+    where {{ attribution_days_around_window() }}
     group by all
 ),
 
@@ -100,7 +79,7 @@ matched_counts as (
     from activations a
     join matches m using (activation_id)
     left join returned r using (activation_id)
-    where a.beijing_date in (select d from dates)
+    where {{ attribution_days_around_window('a.beijing_date') }}
     group by all
 )
 
