@@ -18,6 +18,7 @@ from growingio_pipeline.analytics_assets import environment_set
 from growingio_pipeline.lake import LakeSettings, connect_lake, write_transaction
 from growingio_pipeline.local_server import BEIJING, LocalExportServer
 from growingio_pipeline.maintenance import maintain
+from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline_tests.analytics_harness import (
     MODELS,
     USER_MODELS,
@@ -196,7 +197,7 @@ def test_visitors_users_and_daily_metrics_find_what_they_rebuild_in_the_raw_tabl
     before = model_rows(loaded_hour_by_hour, models)
     indexed = query(loaded_hour_by_hour, SESSION_INDEX_KEYS)
     latest_visitors = f"(SELECT list(visit_user_id) FROM growingio.page WHERE _partition_key = '{latest}')"
-    latest_date = f"strptime('{latest[:8]}', '%Y%m%d')::DATE"
+    latest_date = datetime.strptime(latest, KEY_FORMATS["hour"]).date()
 
     # A lake made before the index, and the latest hour's visitors, users and day counted wrong: only a run that
     # finds its visitors and sessions without the index counts them again (visitor variables are kept from the
@@ -205,7 +206,7 @@ def test_visitors_users_and_daily_metrics_find_what_they_rebuild_in_the_raw_tabl
         "DROP TABLE analytics.session_hours",
         f"UPDATE analytics.visitors SET sessions = 0 WHERE list_contains({latest_visitors}, visit_user_id)",
         f"UPDATE analytics.users SET sessions = 0 WHERE list_has_any(visit_user_ids, {latest_visitors})",
-        f"UPDATE analytics.daily_metrics SET sessions = 0 WHERE beijing_date = {latest_date}",
+        f"UPDATE analytics.daily_metrics SET sessions = 0 WHERE beijing_date = DATE '{latest_date}'",
     )
     with closing(connect_lake(LakeSettings.in_folder(loaded_hour_by_hour))) as conn:
         write_transaction(conn, lambda lake: [lake.execute(statement) for statement in miscount])

@@ -17,6 +17,7 @@ import pytest
 from growingio_pipeline.event_types import EVENT_TYPES
 from growingio_pipeline.lake import LakeSettings, connect_lake, write_transaction
 from growingio_pipeline.local_server import BEIJING, LocalExportServer
+from growingio_pipeline.partitions import KEY_FORMATS
 from growingio_pipeline_tests.analytics_harness import (
     USER_MODELS,
     hour_keys,
@@ -88,7 +89,8 @@ def test_an_hour_exported_again_without_its_ad_clicks_leaves_the_models_a_full_r
     loaded_lake: Path, analytics_server: LocalExportServer, tmp_path: Path
 ) -> None:
     before_midnight = HOURS[1]
-    later_days = f"SELECT * FROM analytics.ads_attribution WHERE beijing_date > DATE '{iso_date(before_midnight)}'"
+    its_date = datetime.strptime(before_midnight, KEY_FORMATS["hour"]).date()
+    later_days = f"SELECT * FROM analytics.ads_attribution WHERE beijing_date > DATE '{its_date}'"
     matched_later = query(loaded_lake, later_days)
     assert query(
         loaded_lake, f"SELECT count(*) FROM growingio.ads_track_click WHERE _partition_key = '{before_midnight}'"
@@ -139,7 +141,3 @@ def departed_sessions(partition_key: str) -> str:
 
 def export_hour_is(partition_key: str) -> str:
     return f"strftime(timezone('Asia/Shanghai', export_hour), '%Y%m%d%H%M') = '{partition_key}'"
-
-
-def iso_date(partition_key: str) -> str:
-    return f"{partition_key[:4]}-{partition_key[4:6]}-{partition_key[6:8]}"

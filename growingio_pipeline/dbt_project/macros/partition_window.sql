@@ -15,6 +15,11 @@
   {{ return(none) }}
 {%- endmacro %}
 
+{# A bound of the window ('START' or 'END') as a datetime, for date arithmetic in a macro. #}
+{% macro window_time(name) -%}
+  {{ return(modules.datetime.datetime.strptime(window_key(name), '%Y%m%d%H%M')) }}
+{%- endmacro %}
+
 {% macro is_partition_run() -%}
   {{ return(is_incremental() and window_key('START') is not none and window_key('END') is not none) }}
 {%- endmacro %}
@@ -96,8 +101,8 @@
 {% macro attribution_days_around_window(column='beijing_date') -%}
   {%- if is_partition_run() -%}
   {%- set reach = modules.datetime.timedelta(days=var('attribution_days')) -%}
-  {%- set first = modules.datetime.datetime.strptime(window_key('START'), '%Y%m%d%H%M') - reach -%}
-  {%- set last = modules.datetime.datetime.strptime(window_key('END'), '%Y%m%d%H%M') - modules.datetime.timedelta(minutes=1) + reach -%}
+  {%- set first = window_time('START') - reach -%}
+  {%- set last = window_time('END') - modules.datetime.timedelta(minutes=1) + reach -%}
     ({{ column }} between date '{{ first.date() }}' and date '{{ last.date() }}')
   {%- else -%}
     true

@@ -194,8 +194,8 @@
     {{ return(none) }}
   {%- endif -%}
   {%- set cap = var('session_cap_days') -%}
-  {%- set lowest = modules.datetime.datetime.strptime(window_key('START'), '%Y%m%d%H%M') - modules.datetime.timedelta(days=cap) -%}
-  {%- set highest = modules.datetime.datetime.strptime(window_key('END'), '%Y%m%d%H%M') + modules.datetime.timedelta(days=cap) -%}
+  {%- set lowest = window_time('START') - modules.datetime.timedelta(days=cap) -%}
+  {%- set highest = window_time('END') + modules.datetime.timedelta(days=cap) -%}
   {%- set days_query -%}
     select strftime(strptime('{{ window_key("START") }}', '%Y%m%d%H%M'), '%Y-%m-%d')
     union
