@@ -6,6 +6,7 @@ Usage (from the repository root, with the project's venv)::
     python benchmarks/analytics_benchmark.py --rows-per-hour 2000 --big-rows-per-hour 100000 --rebuild-days 2
     python benchmarks/analytics_benchmark.py --catalog postgres   # the catalog in a PostgreSQL server it starts
     python benchmarks/analytics_benchmark.py --history-hours 48 --history-built-by partition-runs
+    python benchmarks/analytics_benchmark.py --history-hours 168 336 --reference /path/to/another/checkout
 
 The raw tables are filled straight from the local server's generator (typed with the registry's casts),
 not through the export API and the parser: this measures the models, and the loading path has its own
@@ -26,6 +27,9 @@ have waited for the models.
   (hours 1 and 25 begin one), so that hour 48 against hour 24 is the same run with twice the history;
 - the partition runs are timed ``--reps`` times each (default 5), alternating between the hours, each on a
   fresh copy of its lake: medians with the range, and each model's median;
+- with ``--reference`` (another checkout of this repository, such as the previous version), each partition run
+  is also timed with that checkout's models, in turn with this checkout's on the same lakes: both figures and
+  their ratio (this checkout's models' time over the reference's);
 - big hour: the partition run of one hour at ``--big-rows-per-hour`` page rows (types in proportion);
 - full rebuild: ``dbt build --full-refresh`` over ``--rebuild-days`` days.
 """
@@ -45,8 +49,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from growingio_pipeline.analytics_assets import DBT_PROJECT, dbt_resource, environment_set, window_environment
-from growingio_pipeline.analytics_warehouse import dbt_environment
+from dagster_dbt import DbtCliResource
+
+from growingio_pipeline.analytics_assets import dbt_resource, environment_set, window_environment
+from growingio_pipeline.analytics_warehouse import DBT_PROJECT_DIR, dbt_environment
 from growingio_pipeline.event_types import EVENT_TYPES, ColumnKind
 from growingio_pipeline.lake import LakeSettings, connect_lake
 from growingio_pipeline.local_server import BEIJING
@@ -130,6 +136,29 @@ class BenchmarkLake:
             self.postgres.drop_database(self.kept_database)
 
 
+@dataclass(frozen=True)
+class Checkout:
+    """The checkout whose models a dbt run builds: this one, or another (``--reference``), whose dbt project is run
+    with its own package on the Python path, so that dbt's lake plugin is that checkout's too."""
+
+    root: Path | None = None
+    """None: this checkout"""
+
+    @property
+    def label(self) -> str:
+        return "this checkout" if self.root is None else f"reference {self.root}"
+
+    def dbt(self) -> tuple[DbtCliResource, dict[str, str]]:
+        """The dbt resource and the environment it runs in (beside the lake's and the window's)."""
+        if self.root is None:
+            return dbt_resource(), {}
+        project_dir = self.root / DBT_PROJECT_DIR.relative_to(DBT_PROJECT_DIR.parents[1])
+        return dbt_resource(project_dir), {"PYTHONPATH": str(self.root)}
+
+
+THIS_CHECKOUT = Checkout()
+
+
 def fill_hours(lake: BenchmarkLake, hours: list[datetime], rows_per_hour: int) -> None:
     """Write the generator's rows of ``hours`` into the raw tables of ``lake`` (the partitions replaced)."""
     with connect_lake(lake.settings) as conn:
@@ -152,23 +181,26 @@ def fill_hours(lake: BenchmarkLake, hours: list[datetime], rows_per_hour: int) -
                 conn.unregister("frame")
 
 
-def dbt_build(lake: BenchmarkLake, window: tuple[str, str] | None, *extra: str) -> dict[str, Any]:
-    """One ``dbt build`` on ``lake``: its wall time, the models' own time (run_results.json), each model's, and the
-    longest write turn a model held."""
+def dbt_build(
+    lake: BenchmarkLake, window: tuple[str, str] | None, *extra: str, checkout: Checkout = THIS_CHECKOUT
+) -> dict[str, Any]:
+    """One ``dbt build`` of ``checkout``'s models on ``lake``: its wall time, the models' own time
+    (run_results.json), each model's, and the longest write turn a model held."""
+    dbt, checkout_environment = checkout.dbt()
     environment = dbt_environment(lake.settings) | (window_environment(*window) if window else {})
     target = Path(tempfile.mkdtemp(prefix="dbt-target-"))
     started = time.perf_counter()
-    with environment_set(environment):
-        dbt_resource().cli(["build", *extra], target_path=target).wait()
+    with environment_set(environment | checkout_environment):
+        dbt.cli(["build", *extra], target_path=target).wait()
     wall = time.perf_counter() - started
-    results = json.loads((DBT_PROJECT.project_dir / target / "run_results.json").read_text())["results"]
+    results = json.loads((target / "run_results.json").read_text())["results"]
     per_model = {
         result["unique_id"].rsplit(".", 1)[-1]: result["execution_time"]
         for result in results
         if result["unique_id"].startswith("model.")
     }
     tests = sum(result["execution_time"] for result in results if result["unique_id"].startswith("test."))
-    turns = write_turns(DBT_PROJECT.project_dir / target / "dbt.log")
+    turns = write_turns(target / "dbt.log")
     shutil.rmtree(target)
     longest = max(turns, key=turns.__getitem__)
     return {
@@ -199,8 +231,8 @@ def write_turns(dbt_log: Path) -> dict[str, float]:
     return held
 
 
-def partition_run(lake: BenchmarkLake, hour: datetime) -> dict[str, Any]:
-    return dbt_build(lake, (hour_key(hour), hour_key(hour + timedelta(hours=1))))
+def partition_run(lake: BenchmarkLake, hour: datetime, checkout: Checkout = THIS_CHECKOUT) -> dict[str, Any]:
+    return dbt_build(lake, (hour_key(hour), hour_key(hour + timedelta(hours=1))), checkout=checkout)
 
 
 def summary_line(label: str, figures: dict[str, Any], raw_rows: int) -> str:
@@ -254,16 +286,18 @@ def operate(lake: BenchmarkLake, hours: list[datetime], rows_per_hour: int) -> N
 
 
 def alternating_partition_runs(
-    lakes: dict[int, BenchmarkLake], hours: list[datetime], reps: int
-) -> dict[int, dict[str, Any]]:
-    """Time the partition run of hour N on ``lakes[N]`` (``prepared_lake``) ``reps`` times, taking the hours in
-    turn, each run on the lake restored from its copy; the median figures of each hour."""
-    runs: dict[int, list[dict[str, Any]]] = {number: [] for number in lakes}
+    lakes: dict[int, BenchmarkLake], hours: list[datetime], reps: int, checkouts: list[Checkout]
+) -> dict[tuple[int, Checkout], dict[str, Any]]:
+    """Time the partition run of hour N on ``lakes[N]`` (``prepared_lake``) with each checkout's models ``reps``
+    times, taking the hours and checkouts in turn, each run on the lake restored from its copy; the median figures
+    of each hour and checkout."""
+    runs: dict[tuple[int, Checkout], list[dict[str, Any]]] = {(n, c): [] for n in lakes for c in checkouts}
     for _ in range(reps):
         for number, lake in lakes.items():
-            lake.restore()
-            runs[number].append(partition_run(lake, hours[number - 1]))
-    return {number: median_figures(figures) for number, figures in runs.items()}
+            for checkout in checkouts:
+                lake.restore()
+                runs[number, checkout].append(partition_run(lake, hours[number - 1], checkout))
+    return {key: median_figures(figures) for key, figures in runs.items()}
 
 
 def raw_rows(lake: BenchmarkLake) -> int:
@@ -287,6 +321,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--catalog", choices=["sqlite", "postgres"], default="sqlite", help="postgres: a local server this run starts"
     )
+    parser.add_argument(
+        "--reference", type=Path, help="another checkout of this repository: its models' partition runs, side by side"
+    )
     args = parser.parse_args(argv)
     hours = [FIRST_HOUR + timedelta(hours=h) for h in range(max(*args.history_hours, args.rebuild_days * 24))]
 
@@ -303,11 +340,20 @@ def main(argv: list[str] | None = None) -> None:
             number: prepared_lake(new_lake(f"hour-{number}"), hours, number, args.rows_per_hour, args.history_built_by)
             for number in numbers
         }
-        for number, figures in alternating_partition_runs(lakes, hours, args.reps).items():
-            low, high = figures["models_range"]
-            label = f"partition run, hour {number} ({args.reps} runs: models {low:.2f}-{high:.2f} s)"
-            lines.append(summary_line(label, figures, raw_rows(lakes[number])))
-            lakes[number].discard_kept()
+        checkouts = [THIS_CHECKOUT] + ([Checkout(args.reference.resolve())] if args.reference else [])
+        timed = alternating_partition_runs(lakes, hours, args.reps, checkouts)
+        for number, lake in lakes.items():
+            for checkout in checkouts:
+                figures = timed[number, checkout]
+                low, high = figures["models_range"]
+                label = f"partition run, hour {number} ({args.reps} runs: models {low:.2f}-{high:.2f} s)"
+                if args.reference:
+                    label += f", {checkout.label}"
+                lines.append(summary_line(label, figures, raw_rows(lake)))
+            if args.reference:
+                ratio = timed[number, THIS_CHECKOUT]["models_s"] / timed[number, checkouts[1]]["models_s"]
+                lines.append(f"{'':<42}hour {number}: this checkout's models take {ratio:.2f} times the reference's")
+            lake.discard_kept()
 
         big = new_lake("big")
         fill_hours(big, hours[:2], args.big_rows_per_hour)  # the hour before holds sessions that continue

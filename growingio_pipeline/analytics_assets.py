@@ -171,9 +171,10 @@ class InstalledDbtCliResource(DbtCliResource):
         return version.parse(importlib.metadata.version("dbt-core"))
 
 
-def dbt_resource() -> DbtCliResource:
-    """The dbt CLI resource for the project, with the dbt installed beside this Python (not on PATH in a venv)."""
+def dbt_resource(project_dir: Path = DBT_PROJECT.project_dir) -> DbtCliResource:
+    """The dbt CLI resource for the project (or the dbt project in ``project_dir``), with the dbt installed beside
+    this Python (not on PATH in a venv)."""
     beside_python = Path(sys.executable).parent / "dbt"
     return InstalledDbtCliResource(
-        project_dir=str(DBT_PROJECT.project_dir), dbt_executable=str(beside_python) if beside_python.exists() else "dbt"
+        project_dir=str(project_dir), dbt_executable=str(beside_python) if beside_python.exists() else "dbt"
     )

@@ -16,10 +16,32 @@
   {%- endfor %}
 {%- endmacro %}
 
-{# The same, for a model that reads its touched sessions' rows through the session index. #}
+{#
+  The same, for a model that reads its touched sessions' rows through the session index. In a partition run it
+  also keeps the touched sessions for the run's models (indexed_touched_sessions): it is called at the top of each
+  model, before the model writes to the lake.
+#}
 {% macro depends_on_session_index() -%}
 {{ depends_on_touched_sources() }}
 -- depends_on: {{ ref('session_hours') }}
+  {%- if is_partition_run() and session_index_exists() %}
+    {%- do run_table('touched_sessions',
+          'select distinct visit_user_id, session_id from ' ~ ref('session_hours') ~ ' where ' ~ in_window()) -%}
+  {%- endif %}
+{%- endmacro %}
+
+{#
+  A table of this dbt process, in its in-memory database, holding `query`'s rows: the first model that asks with
+  a query makes it, and the run's other models read it. A partition run is one dbt process with one window (and
+  one model at a time: profiles.yml), and every read of a lake table first reads the lake's catalog (its file
+  statistics), so the models share one result instead of each reading the lake again. A DuckDB transaction
+  writes to one database only: ask with a query before the model writes to the lake.
+#}
+{% macro run_table(name, query=none) -%}
+  {%- if query is not none -%}
+    {%- do run_query('create table if not exists memory.main.' ~ name ~ ' as ' ~ query) -%}
+  {%- endif -%}
+  {{ return('memory.main.' ~ name) }}
 {%- endmacro %}
 
 {#
@@ -62,12 +84,12 @@
 
 {#
   The same sessions from the session index, which this run has just rebuilt for its hours: one small scan
-  instead of six. It also names the sessions whose rows a reload removed from these hours (departed), so
-  that the run rebuilds or deletes them. Should a reload land after that, its own partition run, which starts
-  after this one ends, rebuilds what it changed.
+  instead of six, made once per run (depends_on_session_index). It also names the sessions whose rows a reload
+  removed from these hours (departed), so that the run rebuilds or deletes them. Should a reload land after
+  that, its own partition run, which starts after this one ends, rebuilds what it changed.
 #}
 {% macro indexed_touched_sessions() -%}
-  select distinct visit_user_id, session_id from {{ ref('session_hours') }} where {{ in_window() }}
+  select visit_user_id, session_id from {{ run_table('touched_sessions') }}
 {%- endmacro %}
 
 {# Whether the session index exists: a lake made before it has none until the index's first run. #}
@@ -80,7 +102,7 @@
   The export hours a partition run reads its touched sessions' rows from: those where the session index
   (models/session_hours.sql) places a touched session, and every hour of the window whose index entries are
   missing or were built from other raw rows than the hour holds now. None in a full build, or when the
-  index does not exist yet: the run then reads the whole window. Computed once per model, before its query.
+  index does not exist yet: the run then reads the whole window. Computed once per run (run_table).
 #}
 {% macro session_hours_to_read() -%}
   {%- if not (is_partition_run() and session_index_exists()) -%}
@@ -99,7 +121,8 @@
     union
     select _partition_key from raw_hours where _partition_key not in (select _partition_key from current_hours)
   {%- endset -%}
-  {{ return(run_query(hours_query).columns[0].values() | sort) }}
+  {%- set hours = run_table('session_hours_to_read', hours_query) -%}
+  {{ return(run_query('select _partition_key from ' ~ hours).columns[0].values() | sort) }}
 {%- endmacro %}
 
 {#
