@@ -289,12 +289,12 @@ def alternating_partition_runs(
     lakes: dict[int, BenchmarkLake], hours: list[datetime], reps: int, checkouts: list[Checkout]
 ) -> dict[tuple[int, Checkout], dict[str, Any]]:
     """Time the partition run of hour N on ``lakes[N]`` (``prepared_lake``) with each checkout's models ``reps``
-    times, taking the hours and checkouts in turn, each run on the lake restored from its copy; the median figures
-    of each hour and checkout."""
+    times, taking the hours and checkouts in turn (the checkouts' order reversed every other time, so neither is
+    always first), each run on the lake restored from its copy; the median figures of each hour and checkout."""
     runs: dict[tuple[int, Checkout], list[dict[str, Any]]] = {(n, c): [] for n in lakes for c in checkouts}
-    for _ in range(reps):
+    for rep in range(reps):
         for number, lake in lakes.items():
-            for checkout in checkouts:
+            for checkout in checkouts if rep % 2 == 0 else checkouts[::-1]:
                 lake.restore()
                 runs[number, checkout].append(partition_run(lake, hours[number - 1], checkout))
     return {key: median_figures(figures) for key, figures in runs.items()}

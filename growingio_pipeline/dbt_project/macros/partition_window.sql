@@ -24,9 +24,14 @@
   {{ return(is_incremental() and window_key('START') is not none and window_key('END') is not none) }}
 {%- endmacro %}
 
-{% macro _shifted_key(key, days) -%}
-  {%- set moment = modules.datetime.datetime.strptime(key, '%Y%m%d%H%M') + modules.datetime.timedelta(days=days) -%}
-  {{ return(moment.strftime('%Y%m%d%H%M')) }}
+{# A bound of the window ('START' or 'END') moved by `days`, as a partition key. #}
+{% macro _shifted_key(name, days) -%}
+  {{ return((window_time(name) + modules.datetime.timedelta(days=days)).strftime('%Y%m%d%H%M')) }}
+{%- endmacro %}
+
+{# The window's first and last Beijing dates (the end is exclusive), as dates. #}
+{% macro window_dates() -%}
+  {{ return([window_time('START').date(), (window_time('END') - modules.datetime.timedelta(minutes=1)).date()]) }}
 {%- endmacro %}
 
 {# The run's own hours; `true` in a full build. #}
@@ -54,8 +59,8 @@
 {# The run's hours widened by `days` on both sides; `true` in a full build. #}
 {% macro near_window(days, column='_partition_key') -%}
   {%- if is_partition_run() -%}
-    ({{ column }} >= '{{ _shifted_key(window_key("START"), -days) }}'
-     and {{ column }} < '{{ _shifted_key(window_key("END"), days) }}')
+    ({{ column }} >= '{{ _shifted_key("START", -days) }}'
+     and {{ column }} < '{{ _shifted_key("END", days) }}')
   {%- else -%}
     true
   {%- endif -%}
@@ -101,9 +106,8 @@
 {% macro attribution_days_around_window(column='beijing_date') -%}
   {%- if is_partition_run() -%}
   {%- set reach = modules.datetime.timedelta(days=var('attribution_days')) -%}
-  {%- set first = window_time('START') - reach -%}
-  {%- set last = window_time('END') - modules.datetime.timedelta(minutes=1) + reach -%}
-    ({{ column }} between date '{{ first.date() }}' and date '{{ last.date() }}')
+  {%- set first, last = window_dates() -%}
+    ({{ column }} between date '{{ first - reach }}' and date '{{ last + reach }}')
   {%- else -%}
     true
   {%- endif -%}

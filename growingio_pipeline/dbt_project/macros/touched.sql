@@ -16,18 +16,21 @@
   {%- endfor %}
 {%- endmacro %}
 
-{#
-  The same, for a model that reads its touched sessions' rows through the session index. In a partition run it
-  also keeps the touched sessions for the run's models (indexed_touched_sessions): it is called at the top of each
-  model, before the model writes to the lake.
-#}
+{# The same, for a model that finds its touched sessions through the session index. #}
 {% macro depends_on_session_index() -%}
 {{ depends_on_touched_sources() }}
 -- depends_on: {{ ref('session_hours') }}
-  {%- if is_partition_run() and session_index_exists() %}
+{%- endmacro %}
+
+{#
+  In a partition run, keeps the touched sessions from the session index for the run's models
+  (indexed_touched_sessions). Each model that reads them calls this at its top, before it writes to the lake.
+#}
+{% macro keep_touched_sessions() -%}
+  {%- if is_partition_run() and session_index_exists() -%}
     {%- do run_table('touched_sessions',
           'select distinct visit_user_id, session_id from ' ~ ref('session_hours') ~ ' where ' ~ in_window()) -%}
-  {%- endif %}
+  {%- endif -%}
 {%- endmacro %}
 
 {#
@@ -84,7 +87,7 @@
 
 {#
   The same sessions from the session index, which this run has just rebuilt for its hours: one small scan
-  instead of six, made once per run (depends_on_session_index). It also names the sessions whose rows a reload
+  instead of six, made once per run (keep_touched_sessions). It also names the sessions whose rows a reload
   removed from these hours (departed), so that the run rebuilds or deletes them. Should a reload land after
   that, its own partition run, which starts after this one ends, rebuilds what it changed.
 #}
@@ -217,18 +220,15 @@
     {{ return(none) }}
   {%- endif -%}
   {%- set cap = var('session_cap_days') -%}
-  {%- set lowest = window_time('START') - modules.datetime.timedelta(days=cap) -%}
-  {%- set highest = window_time('END') + modules.datetime.timedelta(days=cap) -%}
+  {%- set first, last = window_dates() -%}
+  {%- set reach = modules.datetime.timedelta(days=cap) -%}
   {%- set days_query -%}
-    select strftime(strptime('{{ window_key("START") }}', '%Y%m%d%H%M'), '%Y-%m-%d')
-    union
-    select strftime(strptime('{{ window_key("END") }}', '%Y%m%d%H%M') - interval 1 minute, '%Y-%m-%d')
-    union
     select strftime(s.beijing_date, '%Y-%m-%d') from {{ ref('sessions') }} s
     semi join ({{ run_touched_sessions() }}) t using (visit_user_id, session_id)
     -- the literal bounds let DuckLake skip files; the window test is the exact one
-    where s.beijing_date between date '{{ lowest.date() }}' and date '{{ highest.date() }}'
+    where s.beijing_date between date '{{ first - reach }}' and date '{{ last + reach }}'
       and {{ near_window(cap, "strftime(s.beijing_date, '%Y%m%d0000')") }}
   {%- endset -%}
-  {{ return(run_query(days_query).columns[0].values() | sort) }}
+  {%- set session_days = run_query(days_query).columns[0].values() -%}
+  {{ return(([first | string, last | string] + session_days | list) | unique | sort) }}
 {%- endmacro %}

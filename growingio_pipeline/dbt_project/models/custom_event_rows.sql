@@ -1,5 +1,6 @@
 {{ config(unique_key=['visit_user_id', 'session_id'], rebuilds='touched_session_rows') }}
 {{ depends_on_session_index() }}
+{% do keep_touched_sessions() %}
 {% set hours = session_hours_to_read() %}
 {#
   One row per custom_event row, with its page's variables. A partition run rebuilds the custom events

@@ -1,5 +1,6 @@
 {{ config(unique_key='beijing_date') }}
 {{ depends_on_session_index() }}
+{% do keep_touched_sessions() %}
 {#
   One row per (beijing_date, platform, domain); a day is the Beijing date of send_time. A partition
   run rebuilds the days it falls in and the start days of the sessions it touches (a session that

@@ -1,5 +1,6 @@
 {{ config(unique_key='page_request_id', rebuilds='touched_session_rows') }}
 {{ depends_on_session_index() }}
+{% do keep_touched_sessions() %}
 {% set hours = session_hours_to_read() %}
 {#
   One row per page_request_id. A partition run rebuilds every page view of the sessions it touches:

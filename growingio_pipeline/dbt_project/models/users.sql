@@ -1,5 +1,6 @@
 {{ config(unique_key='user_key', post_hook="{{ delete_memberless_users() }}") }}
 {{ depends_on_session_index() }}
+{% do keep_touched_sessions() %}
 {#
   One row per user_key = coalesce(latest login_user_id of the visitor, visit_user_id): visitors stitched
   to logged-in users. A partition run rebuilds every user key its visitors had or now have (the

@@ -1,5 +1,6 @@
 {{ config(unique_key='visit_user_id', rebuilds='touched_visitor_rows', on_schema_change='append_new_columns') }}
 {{ depends_on_session_index() }}
+{% do keep_touched_sessions() %}
 {% set export_hour_kept = visitor_variables_hours_kept() %}
 {% set reread_hours = hours_of_replaced_visitor_variables() if export_hour_kept else [] %}
 {% set kept_export_hour = 'visitor_variables_export_hour' if export_hour_kept else 'null::timestamptz' %}
