@@ -223,7 +223,7 @@
   {%- set first, last = window_dates() -%}
   {%- set reach = modules.datetime.timedelta(days=cap) -%}
   {%- set days_query -%}
-    select strftime(s.beijing_date, '%Y-%m-%d') from {{ ref('sessions') }} s
+    select distinct strftime(s.beijing_date, '%Y-%m-%d') from {{ ref('sessions') }} s
     semi join ({{ run_touched_sessions() }}) t using (visit_user_id, session_id)
     -- the literal bounds let DuckLake skip files; the window test is the exact one
     where s.beijing_date between date '{{ first - reach }}' and date '{{ last + reach }}'
